@@ -1,0 +1,69 @@
+"""Shared bits for benchmark scripts: machine description and the results file format."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def hardware() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gb, "gpu": gpu,
+            "platform": platform.platform()}
+
+
+def versions(*extra: str) -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in ("raylm", "ray", "torch", "pyarrow", "tokenizers", "datasketch", "numpy", *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_result(name: str, records: dict | list[dict], extra_versions: tuple = ()) -> Path:
+    """Write benchmarks/results/<name>.json; fills command, hardware, versions, date."""
+    recs = records if isinstance(records, list) else [records]
+    common = {"command": " ".join([Path(sys.argv[0]).name if sys.argv else "", *sys.argv[1:]]).strip(),
+              "hardware": hardware(), "versions": versions(*extra_versions),
+              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    for r in recs:
+        for k, v in common.items():
+            r.setdefault(k, v)
+        if "ratio" not in r and isinstance(r.get("baseline"), dict) and r["baseline"].get("value"):
+            r["ratio"] = r["value"] / r["baseline"]["value"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(recs if isinstance(records, list) else recs[0], indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return path
