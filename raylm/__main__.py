@@ -1,0 +1,3 @@
+from raylm.cli import main
+
+raise SystemExit(main())

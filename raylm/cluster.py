@@ -1,0 +1,45 @@
+"""Connect to a Ray cluster, or start Ray in this process when none is given. Once per process.
+
+Precedence: `--address` on the command line, then `cluster.address` in the config, then the
+RAY_ADDRESS environment variable (set by `ray job submit` and by `ray start --head` users),
+else a local Ray sized to this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None      # "auto", "ray://host:10001" or host:port; None = RAY_ADDRESS or local
+    num_cpus: int | None = None     # local Ray only: CPUs to use; None = all
+    include_dashboard: bool = True  # local Ray only: serve the dashboard (Tune + Train need it here)
+    storage_path: str | None = None  # where Ray Train / Tune persist runs (a path all nodes see, or
+                                     # s3:// gs://); None = <out>/... on this machine
+
+
+def connect(cfg: ClusterConfig, address: str | None = None) -> str:
+    """Make sure Ray is initialised; returns a one-line description of what we joined."""
+    import ray
+
+    if ray.is_initialized():
+        return "already connected"
+    address = address or cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ctx = ray.init(address=address, log_to_driver=True)
+        where = f"joined Ray cluster at {address}"
+    else:
+        ctx = ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
+        where = "started local Ray"
+    url = getattr(ctx, "dashboard_url", None)
+    res = ray.cluster_resources()
+    msg = f"{where} ({int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs)"
+    if url:
+        msg += f"; dashboard: http://{url}"
+    print(f"[raylm] {msg}", flush=True)
+    return msg

@@ -1,0 +1,308 @@
+"""Polite breadth-first web crawl on Ray Data, resumable, with every outcome counted.
+
+A crawl is a loop of rounds on the driver. Round r's frontier (URLs at depth r, deduped
+against every URL queued before) is grouped by host name; each group is one Ray task
+running the async fetcher (crawl_fetch.crawl_host), so one host's politeness (concurrency,
+pacing, robots, Retry-After) is enforced in one place while hosts run in parallel.
+
+Work dir (must be visible to every node; a local path on one machine, NFS on a cluster):
+    round-NNNNN/seen.parquet      every URL queued up to and including this round (dedup set)
+    round-NNNNN/frontier.parquet  this round's (url, depth); written last, so it marks the round
+    round-NNNNN/parts/<host>@<uuid>.parquet   results, written atomically by the host tasks
+    round-NNNNN/_DONE             round summary; the next round's files exist before it
+    failures.jsonl, stats.json    all non-ok URLs with their reason, and counts by outcome
+A rerun resumes at the last round without _DONE and skips URLs already in its parts, so a
+completed page is never fetched twice (a task retried by Ray does the same check).
+
+Limit (STYLE 7): the driver holds the seen set and one round's links; both are bounded by
+max_pages (about 100 bytes per URL, so 10 M pages ~ 1 GB of driver memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raylm.data import schema
+from raylm.data.ingest.crawl_url import host_allowed, host_of, normalize
+
+PART_SCHEMA = pa.schema([*schema.DOC_SCHEMA, pa.field("requested_url", pa.string()), pa.field("depth", pa.int32()),
+                         pa.field("status", pa.int32()), pa.field("outcome", pa.string()),
+                         pa.field("links", pa.list_(pa.string())), pa.field("attempts", pa.int32()),
+                         pa.field("error", pa.string())])
+_FRONTIER_SCHEMA = pa.schema([pa.field("url", pa.string()), pa.field("depth", pa.int32())])
+
+
+@dataclass
+class CrawlConfig:
+    seeds: list[str] = field(default_factory=list)  # start URLs (depth 0)
+    sitemap: str | None = None  # sitemap.xml URL; its <loc> URLs are added to the seeds
+    allowed_hosts: list[str] = field(default_factory=list)  # [] = the seeds' hosts; ".x.org" = and subdomains
+    max_depth: int = 5  # link hops from a seed
+    max_pages: int = 10_000  # URLs fetched in total, whatever their outcome
+    user_agent: str = "raylm-bot/0.1 (+https://github.com/raylm/raylm)"  # sent; its first token matches robots.txt
+    per_host_concurrency: int = 2  # requests in flight to one host
+    min_delay_s: float = 1.0  # seconds between request starts to one host
+    obey_robots: bool = True  # robots.txt rules and Crawl-delay
+    max_crawl_delay_s: float = 30.0  # a larger robots Crawl-delay is capped to this (seconds)
+    retries: int = 3  # extra attempts after a timeout, 429, 5xx or connection error
+    backoff_s: float = 1.0  # wait before the first retry (seconds); doubles each retry
+    max_retry_after_s: float = 120.0  # a longer Retry-After gives up instead of waiting (seconds)
+    max_redirects: int = 5  # redirect hops followed per URL
+    max_body_bytes: int = 5_000_000  # larger bodies are abandoned while streaming (decoded bytes)
+    content_types: list[str] = field(default_factory=lambda: [
+        "text/html", "application/xhtml+xml", "text/plain"])  # MIME allow-list; [] = all
+    connect_timeout_s: float = 10.0  # TCP + TLS connect (seconds)
+    read_timeout_s: float = 20.0  # longest silence while reading (seconds)
+    fetch_timeout_s: float = 60.0  # whole attempt, headers and body (seconds)
+    allow_private_addresses: bool = False  # allow loopback/private/link-local targets (tests)
+    work_dir: str = "crawl"  # state, result parts, failures.jsonl, stats.json
+    part_rows: int = 100  # results per part file written by a host task
+    num_cpus: float = 0.25  # CPUs per host task (fetching is I/O bound)
+
+    def __post_init__(self):
+        for name in ("max_pages", "per_host_concurrency", "part_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"crawl.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_depth", "retries", "max_redirects", "min_delay_s", "backoff_s", "max_crawl_delay_s",
+                     "max_retry_after_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"crawl.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("connect_timeout_s", "read_timeout_s", "fetch_timeout_s", "max_body_bytes", "num_cpus"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"crawl.{name} must be > 0, got {getattr(self, name)}")
+        if self.fetch_timeout_s < self.connect_timeout_s:
+            raise ValueError("crawl.fetch_timeout_s must be >= crawl.connect_timeout_s")
+        self.content_types = [c.strip().lower() for c in self.content_types]
+        self.allowed_hosts = [h.strip().lower() for h in self.allowed_hosts]
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+def result_row(res: dict) -> dict:
+    """A fetch result (crawl_fetch) -> a part row: document columns plus crawl columns."""
+    ok = res["outcome"] == "ok"
+    return {"id": schema.doc_id(res["requested_url"], "crawl"), "text": res["text"] if ok else "",
+            "source": "crawl", "uri": res["requested_url"], "url": res["url"], "license": None,
+            "content_type": res["content_type"], "fetched_at": res["fetched_at"],
+            "drop": None if ok else f"crawl:{res['outcome']}", "requested_url": res["requested_url"],
+            "depth": res["depth"], "status": res["status"], "outcome": res["outcome"], "links": res["links"],
+            "attempts": res["attempts"], "error": res["error"]}
+
+
+def group_by_host(frontier: list[tuple[str, int]]) -> dict[str, list[tuple[str, int]]]:
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for url, depth in frontier:
+        groups.setdefault(host_of(url), []).append((url, depth))
+    return groups
+
+
+def next_frontier(results: pa.Table, seen: set[str], allowed: list[str], max_depth: int,
+                  budget: int) -> list[tuple[str, int]]:
+    """New (url, depth) pairs from a round's results: unseen, allowed, within depth and budget.
+
+    Mutates `seen`: it gains the new URLs and the final URLs of followed redirects.
+    """
+    seen.update(u for u in results.column("url").to_pylist() if u)
+    out: list[tuple[str, int]] = []
+    for depth, outcome, links in zip(results.column("depth").to_pylist(), results.column("outcome").to_pylist(),
+                                     results.column("links").to_pylist()):
+        # A cross-host redirect is the same page reached another way: it keeps its depth.
+        d = depth if outcome == "redirect" else depth + 1
+        if d > max_depth:
+            continue
+        for u in links or []:
+            if len(out) >= budget:
+                return out
+            if u not in seen and host_allowed(host_of(u), allowed):
+                seen.add(u)
+                out.append((u, d))
+    return out
+
+
+# --- files ---------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _round_dir(work: Path, r: int) -> Path:
+    return work / f"round-{r:05d}"
+
+
+def _read_parts(parts: Path, columns: list[str], prefix: str | None = None) -> pa.Table:
+    files = sorted(p for p in parts.glob("*.parquet") if prefix is None or p.name.startswith(prefix))
+    if not files:
+        return PART_SCHEMA.empty_table().select(columns)
+    return pa.concat_tables([pq.read_table(f, columns=columns, schema=PART_SCHEMA) for f in files])
+
+
+class PartWriter:
+    """Buffers one host's results and writes them as parquet parts, each atomically."""
+
+    def __init__(self, parts: Path, host: str, rows: int):
+        self.parts, self.rows, self.buf = parts, rows, []
+        self.prefix = re.sub(r"[^a-z0-9.\-\[\]_]", "_", host) + "@"
+        parts.mkdir(parents=True, exist_ok=True)
+
+    def done_urls(self) -> set[str]:
+        """URLs this host already has results for (a resumed round or a retried task)."""
+        return set(_read_parts(self.parts, ["requested_url"], self.prefix).column(0).to_pylist())
+
+    def add(self, res: dict) -> None:
+        self.buf.append(result_row(res))
+        if len(self.buf) >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            table = pa.Table.from_pylist(self.buf, schema=PART_SCHEMA)
+            _write_atomic(self.parts / f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet", table)
+            self.buf = []
+
+
+# --- the Ray shell -------------------------------------------------------------------------
+
+def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: str) -> pa.Table:
+    """Map function: one row = one host's URLs; fetch them politely, write parts, return counts."""
+    from raylm.data.ingest.crawl_fetch import crawl_host
+
+    hosts, fetched = [], []
+    for row in batch.to_pylist():
+        writer = PartWriter(Path(parts), row["host"], cfg.part_rows)
+        done = writer.done_urls()
+        items = [(u, d) for u, d in zip(row["urls"], row["depths"]) if u not in done]
+        if items:
+            try:
+                # After round 0 the host's last request may be a moment ago: wait one delay first.
+                asyncio.run(crawl_host(items, cfg, allowed, writer.add, first_wait=row["round"] > 0))
+            finally:
+                writer.flush()  # keep finished pages even if the task dies afterwards
+        hosts.append(row["host"])
+        fetched.append(len(items))
+    return pa.table({"host": hosts, "fetched": fetched})
+
+
+def _fetch_round(groups: dict[str, list[tuple[str, int]]], cfg: CrawlConfig, allowed: list[str], parts: Path,
+                 r: int) -> None:
+    import ray
+
+    items = [{"host": h, "urls": [u for u, _ in g], "depths": [d for _, d in g], "round": r}
+             for h, g in groups.items()]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(_fetch_groups, fn_kwargs={"cfg": cfg, "allowed": allowed, "parts": str(parts)},
+                        batch_size=1, batch_format="pyarrow", num_cpus=cfg.num_cpus, max_retries=2)
+    ds.materialize()  # results are in the part files; this only waits for the tasks
+
+
+def _seeds(cfg: CrawlConfig) -> list[str]:
+    seeds = [u for u in (normalize(s) for s in cfg.seeds) if u]
+    if cfg.sitemap:
+        from raylm.data.ingest.crawl_fetch import fetch_sitemap
+
+        seeds += fetch_sitemap(cfg.sitemap, cfg)
+    if not seeds:
+        raise ValueError("crawl: no valid http(s) seed URL (set crawl.seeds or crawl.sitemap)")
+    return list(dict.fromkeys(seeds))
+
+
+def _summarise(work: Path, last: int) -> dict:
+    """Rewrite stats.json and failures.jsonl from the parts of rounds 0..last."""
+    counts: Counter = Counter()
+    lines = []
+    for r in range(last + 1):
+        t = _read_parts(_round_dir(work, r) / "parts", ["requested_url", "outcome", "status", "error"])
+        for url, outcome, status, error in zip(*(c.to_pylist() for c in t.columns)):
+            counts[outcome] += 1
+            if outcome != "ok":
+                lines.append(json.dumps({"url": url, "reason": outcome, "status": status, "error": error,
+                                         "round": r}))
+    stats = {"rounds": last + 1, "urls": sum(counts.values()), "outcomes": dict(sorted(counts.items()))}
+    _write_text_atomic(work / "failures.jsonl", "".join(line + "\n" for line in lines))
+    _write_text_atomic(work / "stats.json", json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def crawl(cfg: CrawlConfig) -> dict:
+    """Run (or resume) the crawl in cfg.work_dir; returns the stats dict also in stats.json."""
+    work = Path(cfg.work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    rounds = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("round-*/frontier.parquet"))
+    if not rounds:
+        seeds = _seeds(cfg)
+        frontier = [(u, 0) for u in seeds[: cfg.max_pages]]
+        r = 0
+        rd = _round_dir(work, 0)
+        rd.mkdir(parents=True, exist_ok=True)
+        _write_atomic(rd / "seen.parquet", pa.table({"url": [u for u, _ in frontier]}))
+        _write_atomic(rd / "frontier.parquet", pa.Table.from_pylist(
+            [{"url": u, "depth": d} for u, d in frontier], schema=_FRONTIER_SCHEMA))
+    else:
+        r = rounds[-1]
+        if (_round_dir(work, r) / "_DONE").exists():
+            return _summarise(work, r)  # finished earlier: nothing to fetch
+    seeds_hosts = None
+    allowed = cfg.allowed_hosts
+    queued = sum(pq.read_metadata(_round_dir(work, i) / "frontier.parquet").num_rows for i in range(r + 1))
+    while True:
+        rd = _round_dir(work, r)
+        ft = pq.read_table(rd / "frontier.parquet")
+        frontier = list(zip(ft.column("url").to_pylist(), ft.column("depth").to_pylist()))
+        if not allowed:
+            if seeds_hosts is None:
+                seeds_hosts = sorted({host_of(u) for u, _ in pq.read_table(
+                    _round_dir(work, 0) / "frontier.parquet").column("url").to_pylist()})
+            allowed = seeds_hosts
+        parts = rd / "parts"
+        done = set(_read_parts(parts, ["requested_url"]).column(0).to_pylist())
+        todo = group_by_host([(u, d) for u, d in frontier if u not in done])
+        if todo:
+            _fetch_round(todo, cfg, allowed, parts, r)
+        results = _read_parts(parts, ["url", "depth", "outcome", "links"])
+        seen = set(pq.read_table(rd / "seen.parquet").column("url").to_pylist())
+        nxt = next_frontier(results, seen, allowed, cfg.max_depth, cfg.max_pages - queued)
+        if nxt:
+            nd = _round_dir(work, r + 1)
+            nd.mkdir(parents=True, exist_ok=True)
+            _write_atomic(nd / "seen.parquet", pa.table({"url": sorted(seen)}))
+            _write_atomic(nd / "frontier.parquet", pa.Table.from_pylist(
+                [{"url": u, "depth": d} for u, d in nxt], schema=_FRONTIER_SCHEMA))
+            queued += len(nxt)
+        stats = _summarise(work, r)
+        _write_text_atomic(rd / "_DONE", json.dumps(stats) + "\n")
+        if not nxt:
+            return stats
+        r += 1
+
+
+def run(cfg: CrawlConfig):
+    """Crawl (resuming if cfg.work_dir has state), then the results as a ray.data.Dataset.
+
+    Rows are in the document schema plus `depth` and `status`; pages that did not come back
+    ok are rows with drop "crawl:<outcome>" and empty text, so the pipeline counts them.
+    """
+    import ray
+
+    crawl(cfg)
+    files = sorted(str(p) for p in Path(cfg.work_dir).resolve().glob("round-*/parts/*.parquet"))
+    cols = list(schema.DOC_COLUMNS) + ["depth", "status"]
+    if not files:
+        return ray.data.from_arrow(PART_SCHEMA.empty_table().select(cols))
+    return ray.data.read_parquet(files, columns=cols)

@@ -1,0 +1,181 @@
+"""Ingest local or object-store files: txt, jsonl, parquet, and globs of them.
+
+Paths are expanded on the driver (a list of names, not data); each file is read and parsed
+by one Ray task, so reading scales with the cluster. A file is parsed whole in its task:
+keep single files below a few GB (split bigger ones; Ray Data's own readers are the way for
+huge parquet datasets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import io
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from raylm.data.schema import conform, doc_id, make_docs
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("txt", "jsonl", "parquet")
+
+
+@dataclass
+class FilesConfig:
+    paths: list[str] = field(default_factory=list)  # local paths, globs, s3:// gs:// file:// URIs
+    format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"  # auto = from the file extension
+    text_field: str = "text"              # column / JSON key holding the text (jsonl, parquet)
+    url_field: str | None = None          # optional column with a per-document URL
+    license_field: str | None = None      # optional column with a per-document license
+    license: str | None = None            # license recorded for every document of these files
+    txt_unit: Literal["file", "paragraph", "line"] = "paragraph"  # what one txt document is
+    min_chars: int = 1                    # shorter documents are skipped (counted)
+
+    def __post_init__(self):
+        if self.min_chars < 0:
+            raise ValueError("min_chars must be >= 0")
+
+
+def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Expand globs and directories into a sorted list of file URIs/paths; error if empty."""
+    out: list[str] = []
+    for p in paths:
+        fs, local = _fs(p)
+        prefix = p.split("://", 1)[0] + "://" if "://" in p else ""
+        if any(ch in local for ch in "*?["):
+            base = re.split(r"[*?\[]", local, maxsplit=1)[0].rsplit("/", 1)[0] or "/"
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            hits = sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, local))
+        else:
+            info = fs.get_file_info(local)
+            if info.type == pafs.FileType.NotFound:
+                raise FileNotFoundError(f"data.ingest.files.paths: {p} does not exist")
+            if info.type == pafs.FileType.Directory:
+                infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
+                hits = sorted(i.path for i in infos if i.is_file and _format_of(i.path, "auto", strict=False))
+            else:
+                hits = [local]
+        if not hits:
+            raise FileNotFoundError(f"data.ingest.files.paths: {p} matches no files")
+        out.extend(prefix + h if prefix else h for h in hits)
+    return out
+
+
+def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
+    if fmt != "auto":
+        return fmt
+    name = path.lower().removesuffix(".gz").removesuffix(".zst")
+    for ext, f in ((".txt", "txt"), (".text", "txt"), (".md", "txt"), (".jsonl", "jsonl"),
+                   (".json", "jsonl"), (".ndjson", "jsonl"), (".parquet", "parquet")):
+        if name.endswith(ext):
+            return f
+    if strict:
+        raise ValueError(f"{path}: cannot tell the format from the extension; set data.ingest.files.format")
+    return None
+
+
+def _mtime(fs: pafs.FileSystem, path: str) -> str | None:
+    m = fs.get_file_info(path).mtime
+    return m.astimezone(dt.timezone.utc).isoformat(timespec="seconds") if m else None
+
+
+def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None) -> tuple[pa.Table, dict]:
+    """Bytes of one file -> (documents table, counts). Pure: no I/O, no Ray.
+
+    Each document's id is stable: hash of the file URI and the record's position in it.
+    Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
+    """
+    fmt = _format_of(uri, cfg.format)
+    counts = {"files": 1, "records": 0, "decode_errors": 0}
+    base = dict(source="file", uri=uri, license=cfg.license, fetched_at=mtime)
+    rows: list[dict] = []
+
+    def add(key, text, url=None, lic=None, ctype="text/plain", drop=None):
+        # Skipped records stay as empty rows with a drop reason, so the stats count them.
+        counts["records"] += 1
+        if drop is None and (text is None or len(text.strip()) < max(cfg.min_chars, 1)):
+            drop = "ingest:too_short"
+        if drop:
+            counts["skipped_" + drop.split(":")[1]] = counts.get("skipped_" + drop.split(":")[1], 0) + 1
+            text = ""
+        rows.append(dict(base, id=doc_id(uri, key), text=text, url=url,
+                         license=lic or cfg.license, content_type=ctype, drop=drop))
+
+    if fmt == "parquet":
+        table = pq.read_table(io.BytesIO(data))
+        if cfg.text_field not in table.column_names:
+            raise ValueError(f"{uri}: no column {cfg.text_field!r} (columns: {', '.join(table.column_names)})")
+        cols = table.to_pydict()
+        for i, text in enumerate(cols[cfg.text_field]):
+            add(i, text if isinstance(text, str) else None,
+                cols[cfg.url_field][i] if cfg.url_field in cols else None,
+                cols[cfg.license_field][i] if cfg.license_field in cols else None)
+        return make_docs(rows), counts
+
+    text = data.decode("utf-8", errors="replace")
+    counts["decode_errors"] = text.count("\ufffd") - data.count("\ufffd".encode())
+    if fmt == "jsonl":
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                val = rec[cfg.text_field]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                add(i, None, drop="ingest:bad_record")
+                continue
+            add(i, val if isinstance(val, str) else None, rec.get(cfg.url_field) if cfg.url_field else None,
+                rec.get(cfg.license_field) if cfg.license_field else None)
+    elif cfg.txt_unit == "file":
+        add(0, text)
+    elif cfg.txt_unit == "line":
+        for i, line in enumerate(text.splitlines()):
+            add(i, line)
+    else:  # paragraphs: blocks separated by blank lines; key = paragraph ordinal
+        for i, para in enumerate(re.split(r"\n[ \t]*\n", text)):
+            add(i, para.strip("\n"))
+    return make_docs(rows), counts
+
+
+def read_one(uri: str, cfg: FilesConfig) -> tuple[pa.Table, dict]:
+    """Read and parse one file; a corrupt file is a counted skip, not a crash."""
+    fs, path = _fs(uri)
+    try:
+        with fs.open_input_stream(path, compression="detect") as f:
+            data = f.read()
+        return parse_file(uri, data, cfg, _mtime(fs, path))
+    except (OSError, ValueError, pa.ArrowException) as e:
+        if isinstance(e, ValueError) and "no column" in str(e):
+            raise
+        log.warning("skipping unreadable file %s: %s", uri, e)
+        row = dict(id=doc_id(uri, "file"), text="", source="file", uri=uri, drop="ingest:bad_file")
+        return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
+
+
+def run(cfg: FilesConfig):
+    """All files -> a Ray Dataset of documents, one read task per file."""
+    import ray
+
+    uris = expand_paths(cfg.paths)
+
+    def read_batch(batch: pa.Table) -> pa.Table:
+        tables = [read_one(u, cfg)[0] for u in batch["uri"].to_pylist()]
+        return conform(pa.concat_tables(tables)) if tables else make_docs([])
+
+    return ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=max(1, len(uris))).map_batches(
+        read_batch, batch_format="pyarrow", batch_size=1, num_cpus=0.5)

@@ -1,0 +1,199 @@
+"""`raylm data`: ingest -> stages (order from the YAML) -> split -> tokenizer -> shards + manifest.
+
+The map from a stage name to its config and function is the STEPS dict below (no registry).
+All document data lives in Ray Data blocks; the driver holds configs, per-block stats rows and
+per-shard metadata rows, plus (for BPE only) the tokenizer's training sample (see tokenize.py).
+
+Retry-safety: a finished run leaves `manifest.json` plus a fingerprint of the config; a rerun
+with the same config returns at once. An interrupted run recomputes documents (all stages are
+deterministic functions of the input and the seed) and skips every shard already marked done,
+so the final shards are byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from raylm.config import dump
+from raylm.data import shards, stats
+from raylm.data.ingest.files import FilesConfig
+from raylm.data.schema import kept_mask
+from raylm.data.shards import ShardConfig
+from raylm.data.tokenize import EOS, TokenizerConfig, token_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestConfig:
+    files: FilesConfig = field(default_factory=FilesConfig)  # txt / jsonl / parquet inputs
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.1   # share of documents held out for validation (by document, never split)
+
+    def __post_init__(self):
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class DataConfig:
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    steps: list[str] = field(default_factory=list)  # cleaning stages, in order; names are keys of STEPS
+    split: SplitConfig = field(default_factory=SplitConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+
+    def __post_init__(self):
+        unknown = [s for s in self.steps if s not in STEPS]
+        if unknown:
+            raise ValueError(f"steps: unknown stage {unknown[0]!r}; valid stages: {', '.join(STEPS)}")
+
+
+# stage name -> (import path of its run(ds, cfg) function, attribute of DataConfig holding its
+# config or None). Imports are lazy so `raylm --help` and config loading stay fast.
+STEPS: dict[str, tuple[str, str | None]] = {}
+
+
+def assign_split(batch: pa.Table, val_fraction: float, seed: int) -> pa.Table:
+    """Add `split` ("train" / "val") from a seeded hash of each document id."""
+    ids = batch["id"].to_pylist()
+    cut = int(val_fraction * 2**64)
+    splits = ["val" if int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
+              < cut else "train" for i in ids]
+    return batch.append_column("split", pa.array(splits, type=pa.string()))
+
+
+def fingerprint(cfg: DataConfig, seed: int) -> str:
+    return hashlib.sha256(f"{seed}\n{dump(cfg)}".encode()).hexdigest()[:16]
+
+
+def _import(path: str):
+    mod, fn = path.rsplit(":", 1)
+    return getattr(__import__(mod, fromlist=[fn]), fn)
+
+
+def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
+    """Run the data pipeline into `<out>`; returns the manifest. Skips if already complete."""
+    import ray
+
+    from raylm.data.ingest import files
+    from raylm.data.tokenize import Encoder, char_set, char_tokenizer, train_bpe
+
+    out = Path(out)
+    shard_dir = out / "shards"
+    fp = fingerprint(cfg, seed)
+    if (shard_dir / shards.MANIFEST).exists():
+        m = shards.read_manifest(shard_dir)
+        if m.get("fingerprint") == fp:
+            log.info("data already complete in %s (same config); skipping", shard_dir)
+            return m
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+
+    # 1. ingest + stages. Checked before any work: inputs exist.
+    if not cfg.ingest.files.paths:
+        raise ValueError("data.ingest.files.paths is empty: give at least one input file or glob")
+    files.expand_paths(cfg.ingest.files.paths)
+    ds = files.run(cfg.ingest.files).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    for name in cfg.steps:
+        fn_path, attr = STEPS[name]
+        ds = _import(fn_path)(ds, getattr(cfg, attr) if attr else None)
+        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
+    ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
+    ds = ds.materialize()  # documents are read once; stats, tokenizer and shards reuse them
+
+    report = stats.merge([r["stats"] for r in ds.map_batches(stats.partial, batch_format="pyarrow")
+                          .take_all()], cfg.steps)
+    print(stats.table(report), flush=True)
+    n_train = report["split_documents"].get("train", 0)
+    n_val = report["split_documents"].get("val", 0)
+    if n_train == 0 or n_val == 0:
+        raise ValueError(f"after cleaning, {report['documents_kept']} documents remain: {n_train} train, "
+                         f"{n_val} validation. Both splits need documents: add input, relax filters or "
+                         f"change data.split.val_fraction")
+    docs = ds.map_batches(lambda b: b.filter(kept_mask(b)), batch_format="pyarrow")
+
+    # 2. tokenizer
+    tok_path = shard_dir / "tokenizer.json"
+    if cfg.tokenizer.path:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(cfg.tokenizer.path)
+        if tok.token_to_id(EOS) is None:
+            raise ValueError(f"data.tokenizer.path {cfg.tokenizer.path} has no {EOS} token")
+    elif cfg.tokenizer.kind == "char":
+        rows = docs.map_batches(char_set, batch_format="pyarrow").take_all()
+        tok = char_tokenizer("".join(r["chars"] for r in rows))
+    else:
+        train_docs = docs.map_batches(lambda b: b.filter(pa.compute.equal(b["split"], "train")).select(["text"]),
+                                      batch_format="pyarrow")
+        tok = train_bpe(_sample_texts(train_docs, cfg.tokenizer.sample_bytes), cfg.tokenizer)
+    tok_json = tok.to_str()
+    tmp = tok_path.with_name(".tokenizer.json.tmp")
+    tmp.write_text(tok_json)
+    tmp.replace(tok_path)
+    vocab_size = tok.get_vocab_size()
+    dtype = token_dtype(vocab_size).name
+    log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, vocab_size)
+
+    # 3. encode, count tokens per split, assign shards, write each shard in one task
+    keep = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at")
+    enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, keep), batch_format="pyarrow",
+                           concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
+                           num_cpus=0.5).materialize()
+    per_split = {"train": 0, "val": 0}
+    for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
+        per_split[r["split"]] += r["n"]
+    n_shards = {s: cfg.shards.num_shards or max(1, math.ceil(n / cfg.shards.shard_tokens))
+                for s, n in per_split.items()}
+    enc = enc.map_batches(_add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
+    meta = (enc.groupby("shard").map_groups(shards.write_shard, fn_args=(str(shard_dir), dtype),
+                                            batch_format="pyarrow").take_all())
+    manifest = shards.write_manifest(
+        shard_dir, [dict(m) for m in meta], dtype=dtype, vocab_size=vocab_size, eos_id=tok.token_to_id(EOS),
+        tokenizer="tokenizer.json",
+        extra={"tokenizer_kind": "file" if cfg.tokenizer.path else cfg.tokenizer.kind, "seed": seed,
+               "fingerprint": fp, "stats": "../stats.json"})
+    report["seconds"] = round(time.time() - t0, 2)
+    (out / "stats.json").write_text(json.dumps(report, indent=2))
+    m = shards.read_manifest(shard_dir)
+    for split, d in m["splits"].items():
+        print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
+    print(f"shards and manifest: {manifest}", flush=True)
+    return m
+
+
+def _sample_texts(ds, limit: int):
+    """Stream training texts to the driver until `limit` UTF-8 bytes (the BPE training sample)."""
+    seen = 0
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=1024):
+        for t in batch["text"].to_pylist():
+            yield t
+            seen += len(t.encode("utf-8"))
+            if seen >= limit:
+                return
+
+
+def _token_sums(batch: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    g = batch.group_by("split").aggregate([("n_tokens", "sum")])
+    return pa.table({"split": g["split"], "n": pc.cast(g["n_tokens_sum"], pa.int64())})
+
+
+def _add_shard(batch: pa.Table, n_shards: dict, seed: int) -> pa.Table:
+    """Add `shard` = "<split>-<k>", k from a seeded hash of the id (see shards.py)."""
+    names = [f"{s}-{shards.shard_of([i], n_shards[s], seed)[0]:05d}"
+             for i, s in zip(batch["id"].to_pylist(), batch["split"].to_pylist())]
+    return batch.append_column("shard", pa.array(names, type=pa.string()))

@@ -1,0 +1,132 @@
+"""The token shard format, its atomic writer and the manifest.
+
+A shard `<split>-<k>.bin` is a flat little-endian array of token ids (uint16 when the vocab
+fits, else uint32): the documents of that shard, each followed by EOS, concatenated. Loaders
+`np.memmap` it. Beside it `<split>-<k>.idx.parquet` lists each document's provenance and its
+token offset, so every token can be traced to its source, URL and license.
+
+Documents go to shard `hash(id) mod n` and are ordered by id inside a shard, so the bytes of
+every shard depend only on the documents, never on Ray's block boundaries or task timing.
+Each shard is written to a temp name, renamed, then marked done (`<name>.done`, JSON with its
+checksum): a rerun skips shards whose marker and checksum match. `manifest.json` is written
+last; its presence means the whole output is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ShardConfig:
+    shard_tokens: int = 100_000_000   # target tokens per shard (uint16: 200 MB)
+    num_shards: int = 0               # per split; 0 = ceil(tokens / shard_tokens)
+
+    def __post_init__(self):
+        if self.shard_tokens < 1 or self.num_shards < 0:
+            raise ValueError("shard_tokens must be >= 1 and num_shards >= 0")
+
+
+def shard_of(ids: list[str], n: int, seed: int) -> list[int]:
+    """Deterministic shard index of each document id."""
+    return [int.from_bytes(hashlib.sha1(f"{seed}:{i}".encode()).digest()[:8], "little") % n for i in ids]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
+    """Write one shard from all its documents (any order); return one metadata row.
+
+    `group` has columns shard (name, all equal), id, tokens, n_tokens, n_bytes and provenance.
+    Skips the work when a done marker with a matching checksum exists (retry-safe).
+    """
+    name = group["shard"][0].as_py()
+    out = Path(out_dir)
+    bin_path, idx_path, done = out / f"{name}.bin", out / f"{name}.idx.parquet", out / f"{name}.done"
+    if done.exists() and bin_path.exists():
+        meta = json.loads(done.read_text())
+        if meta.get("sha256") == sha256_file(bin_path):
+            return pa.table({k: [v] for k, v in meta.items()})
+    group = group.sort_by("id")
+    flat = group["tokens"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    arr = np.ascontiguousarray(flat.astype(np.dtype(dtype).newbyteorder("<"), copy=False))
+    _atomic_write_bytes(bin_path, lambda p: arr.tofile(p))
+    n_tok = group["n_tokens"].to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(n_tok)[:-1]]).astype(np.int64)
+    index = group.drop_columns([c for c in ("tokens", "shard", "text", "drop", "split") if c in group.column_names])
+    index = index.append_column("offset", pa.array(offsets))
+    _atomic_write_bytes(idx_path, lambda p: pq.write_table(index, p))
+    meta = {"name": name, "file": bin_path.name, "index": idx_path.name, "sha256": sha256_file(bin_path),
+            "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum())}
+    _atomic_write_bytes(done, lambda p: p.write_text(json.dumps(meta)))
+    return pa.table({k: [v] for k, v in meta.items()})
+
+
+def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab_size: int,
+                   eos_id: int, tokenizer: str, extra: dict | None = None) -> Path:
+    """Write manifest.json (atomically, last) from the shards' metadata rows."""
+    out = Path(out_dir)
+    splits: dict[str, dict] = {}
+    for s in sorted(shards, key=lambda s: s["name"]):
+        split = s["name"].rsplit("-", 1)[0]
+        d = splits.setdefault(split, {"tokens": 0, "documents": 0, "bytes": 0, "shards": []})
+        d["tokens"] += s["tokens"]
+        d["documents"] += s["documents"]
+        d["bytes"] += s["bytes"]
+        d["shards"].append(s)
+    manifest = {"format_version": FORMAT_VERSION, "dtype": dtype, "vocab_size": vocab_size, "eos_id": eos_id,
+                "tokenizer": tokenizer, "splits": splits, **(extra or {})}
+    path = out / MANIFEST
+    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    return path
+
+
+def read_manifest(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no {MANIFEST} in {data_dir}: run `raylm data` first (or it did not finish)")
+    return json.loads(path.read_text())
+
+
+def verify(data_dir: str | Path) -> list[str]:
+    """Checksums of every shard against the manifest; returns the names that do not match."""
+    m = read_manifest(data_dir)
+    bad = []
+    for split in m["splits"].values():
+        for s in split["shards"]:
+            p = Path(data_dir) / s["file"]
+            if not p.is_file() or sha256_file(p) != s["sha256"]:
+                bad.append(s["name"])
+    return bad
+
+
+def open_split(data_dir: str | Path, split: str) -> list[np.memmap]:
+    """Memory-map every shard of `split`, in manifest order."""
+    m = read_manifest(data_dir)
+    if split not in m["splits"]:
+        raise ValueError(f"split {split!r} not in {data_dir} (has: {', '.join(m['splits'])})")
+    return [np.memmap(Path(data_dir) / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<"), mode="r")
+            for s in m["splits"][split]["shards"]]

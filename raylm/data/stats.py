@@ -1,0 +1,72 @@
+"""Per-stage document and byte counts, and drop reasons, computed without collecting documents.
+
+The pipeline adds a `_bytes_<stage>` column after each stage (UTF-8 bytes of the text of rows
+still kept, 0 otherwise). `partial` folds one batch into a small dict; the driver merges one
+dict per block. A document dropped at stage S carries `drop = "S:<reason>"`. Only counts and
+reason names leave the workers: never text, so PII cannot reach the stats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raylm.data.schema import kept_mask
+
+
+def add_stage_bytes(table: pa.Table, stage: str) -> pa.Table:
+    """Append `_bytes_<stage>`: UTF-8 length of kept rows' text, 0 for dropped rows."""
+    lengths = pc.binary_length(pc.cast(pc.fill_null(table["text"], ""), pa.binary()))
+    vals = pc.if_else(kept_mask(table), lengths, 0)
+    return table.append_column(f"_bytes_{stage}", pc.cast(vals, pa.int64()))
+
+
+def partial(batch: pa.Table) -> pa.Table:
+    """One batch -> one row holding its counts as JSON (merged by `merge`)."""
+    out = {"rows": batch.num_rows,
+           "drops": Counter(r for r in batch["drop"].to_pylist() if r is not None),
+           "bytes": {c[len("_bytes_"):]: int(pc.sum(batch[c]).as_py() or 0)
+                     for c in batch.column_names if c.startswith("_bytes_")},
+           "counts": {c: int(pc.sum(batch[c]).as_py() or 0) for c in batch.column_names
+                      if c.startswith("pii_") and pa.types.is_integer(batch.schema.field(c).type)}}
+    if "split" in batch.column_names:
+        out["split"] = Counter(s for s, d in zip(batch["split"].to_pylist(), batch["drop"].to_pylist()) if d is None)
+    return pa.table({"stats": [json.dumps(out)]})
+
+
+def merge(rows: list[str], stages: list[str]) -> dict:
+    """Merge partial rows into the report: per stage docs/bytes in and out, drop reasons."""
+    total = {"rows": 0, "drops": Counter(), "bytes": Counter(), "counts": Counter(), "split": Counter()}
+    for r in rows:
+        d = json.loads(r)
+        total["rows"] += d["rows"]
+        for k in ("drops", "bytes", "counts", "split"):
+            total[k].update(d.get(k, {}))
+    report = {"documents_read": total["rows"], "stages": [], "drop_reasons": dict(sorted(total["drops"].items())),
+              "counts": dict(sorted(total["counts"].items())), "split_documents": dict(total["split"])}
+    docs = total["rows"] - sum(n for r, n in total["drops"].items() if r.startswith("ingest:"))
+    prev_bytes = total["bytes"].get("ingest", 0)
+    for stage in stages:
+        dropped = sum(n for r, n in total["drops"].items() if r.split(":", 1)[0] == stage)
+        out_bytes = total["bytes"].get(stage, prev_bytes)
+        report["stages"].append({"stage": stage, "docs_in": docs, "docs_out": docs - dropped,
+                                 "bytes_in": prev_bytes, "bytes_out": out_bytes, "dropped": dropped})
+        docs, prev_bytes = docs - dropped, out_bytes
+    report["documents_kept"] = docs
+    return report
+
+
+def table(report: dict) -> str:
+    """The report as a fixed-width text table for the terminal."""
+    lines = [f"{'stage':<12}{'docs in':>11}{'docs out':>11}{'dropped':>10}{'MB in':>10}{'MB out':>10}"]
+    for s in report["stages"]:
+        lines.append(f"{s['stage']:<12}{s['docs_in']:>11,}{s['docs_out']:>11,}{s['dropped']:>10,}"
+                     f"{s['bytes_in'] / 1e6:>10.2f}{s['bytes_out'] / 1e6:>10.2f}")
+    for reason, n in report["drop_reasons"].items():
+        lines.append(f"  dropped {reason}: {n:,}")
+    for k, n in report["counts"].items():
+        lines.append(f"  {k}: {n:,}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Tokenizer training (HF tokenizers) and document encoding.
+
+Two kinds, both saved in the standard `tokenizer.json` form that `tokenizers.Tokenizer.from_file`
+and `transformers.PreTrainedTokenizerFast(tokenizer_file=...)` read:
+- `bpe`: byte-level BPE (GPT-2 style): every byte is in the alphabet, so nothing is unknown;
+- `char`: one token per Unicode character seen in the training split, plus `<unk>`.
+
+Training a BPE needs the text in one process: `train_bpe` takes at most `sample_bytes` of
+training-split text (streamed to the driver, the one single-machine step of `raylm data`;
+the default 200 MB keeps the driver under ~2 GB). The char vocabulary is gathered
+distributedly (per-batch character sets, unioned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+EOS = "<|endoftext|>"
+UNK = "<unk>"
+
+
+@dataclass
+class TokenizerConfig:
+    kind: Literal["bpe", "char"] = "bpe"  # byte-level BPE or one token per character
+    vocab_size: int = 4096                # BPE target vocabulary incl. 256 bytes + specials; ignored for char
+    min_frequency: int = 2                # BPE: a pair must occur this often to merge
+    sample_bytes: int = 200_000_000       # max training-split bytes sent to the driver to train BPE
+    path: str | None = None               # use this existing tokenizer.json instead of training one
+
+    def __post_init__(self):
+        if self.kind == "bpe" and self.path is None and self.vocab_size < 256 + 1:
+            raise ValueError(f"vocab_size {self.vocab_size} is below the 256 byte tokens + "
+                             f"{EOS}: byte-level BPE needs at least 257")
+        if self.sample_bytes < 1:
+            raise ValueError("sample_bytes must be >= 1")
+
+
+def train_bpe(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train byte-level BPE on `texts`; error if the corpus cannot reach vocab_size."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                  special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    got = tok.get_vocab_size()
+    if got < cfg.vocab_size:
+        raise ValueError(f"data.tokenizer.vocab_size={cfg.vocab_size} cannot be reached: the training "
+                         f"text only supports {got} tokens (min_frequency={cfg.min_frequency}); "
+                         f"lower vocab_size, lower min_frequency or add text")
+    return tok
+
+
+def char_tokenizer(chars: Iterable[str]) -> Tokenizer:
+    """A character-level tokenizer over `chars` (sorted), with `<unk>` and the EOS token."""
+    vocab = {c: i for i, c in enumerate(sorted(set(chars) - {UNK, EOS}))}
+    vocab[UNK] = len(vocab)
+    vocab[EOS] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    # Lines as pre-tokens keep BPE's per-word work small; no merges means one token per char.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n|[^\n]+"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens([EOS])
+    return tok
+
+
+def char_set(batch: pa.Table) -> pa.Table:
+    """Distinct characters of a batch's `text` column, as a one-row table (for the union)."""
+    seen: set[str] = set()
+    for t in batch["text"].to_pylist():
+        seen.update(t)
+    return pa.table({"chars": ["".join(sorted(seen))]})
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+class Encoder:
+    """Callable for `map_batches`: text -> token ids with EOS appended per document.
+
+    Output columns: id, split, tokens (list<uint32>), n_tokens, n_bytes (UTF-8 bytes of text),
+    plus the provenance columns passed through.
+    """
+
+    def __init__(self, tokenizer_json: str, keep: tuple[str, ...] = ()):
+        self.tok = Tokenizer.from_str(tokenizer_json)
+        self.eos = self.tok.token_to_id(EOS)
+        self.keep = keep
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts = batch["text"].to_pylist()
+        encs = self.tok.encode_batch(texts, add_special_tokens=False)
+        ids = [e.ids + [self.eos] for e in encs]
+        cols = {k: batch[k] for k in self.keep if k in batch.column_names}
+        cols["tokens"] = pa.array(ids, type=pa.list_(pa.uint32()))
+        cols["n_tokens"] = pa.array([len(x) for x in ids], type=pa.int64())
+        cols["n_bytes"] = pa.array([len(t.encode("utf-8")) for t in texts], type=pa.int64())
+        return pa.table(cols)

@@ -1,0 +1,141 @@
+"""Language-model evaluation: loss, perplexity and bits per byte with a sliding window, and samples.
+
+Sliding window: windows of T = block_size tokens start every `stride` tokens; each window
+scores only the targets not scored by an earlier window, so every token after the first is
+scored exactly once, with up to T - stride tokens of context. stride = T is plain
+non-overlapping evaluation (the cheapest, the least context).
+
+Bits per byte = total nats / ln 2 / UTF-8 bytes of the scored text. The byte count comes from
+the manifest (bytes per token of the split), exact when the whole split is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from raylm.data.shards import open_split, read_manifest
+from raylm.train import checkpoint as ckpt
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str | None = None  # checkpoint dir; default = the one `raylm train` wrote for this out
+    split: str = "val"             # shard split to score
+    stride: int = 0                # sliding-window stride in tokens; 0 = block_size (no overlap)
+    max_tokens: int = 0            # score at most this many tokens; 0 = the whole split
+    batch_size: int = 32           # windows per forward pass
+    threads: int = 0               # torch threads; 0 = torch's default
+    samples: int = 3               # generated samples written to the report
+    sample_tokens: int = 200       # tokens per sample
+    prompts: list[str] = field(default_factory=lambda: [""])  # cycled over samples; "" = start from EOS
+    temperature: float = 0.8       # sampling temperature; 0 = greedy
+    top_k: int = 200               # keep the k most likely tokens; 0 = off
+    top_p: float = 1.0             # nucleus sampling mass; 1 = off
+
+    def __post_init__(self):
+        if self.stride < 0 or self.max_tokens < 0 or self.batch_size < 1 or self.samples < 0:
+            raise ValueError("stride, max_tokens, samples must be >= 0 and batch_size >= 1")
+        if not 0 < self.top_p <= 1 or self.temperature < 0:
+            raise ValueError("top_p must be in (0, 1] and temperature >= 0")
+
+
+@torch.no_grad()
+def sliding_window_nll(model, tokens: np.ndarray, block_size: int, stride: int, batch_size: int,
+                       max_tokens: int = 0) -> tuple[float, int]:
+    """(sum of NLL in nats, tokens scored) over a 1-D token array with a sliding window."""
+    stride = stride or block_size
+    if stride > block_size:
+        raise ValueError(f"stride {stride} > block_size {block_size}")
+    n = len(tokens) if not max_tokens else min(len(tokens), max_tokens + 1)
+    starts = list(range(0, max(1, n - block_size), stride)) if n > block_size + 1 else [0]
+    total, count = 0.0, 0
+    for b in range(0, len(starts), batch_size):
+        chunk = starts[b: b + batch_size]
+        L = min(block_size, n - 1 - chunk[0])
+        if L <= 0:
+            break
+        rows = [s for s in chunk if s + L + 1 <= n]
+        win = torch.from_numpy(np.stack([np.asarray(tokens[s: s + L + 1], dtype=np.int64) for s in rows]))
+        logits, _ = model(win[:, :-1])
+        nll = F.cross_entropy(logits.float().transpose(1, 2), win[:, 1:], reduction="none")  # (B, L)
+        for i, s in enumerate(rows):
+            first = 0 if s == 0 else L - stride  # targets before this were scored by the previous window
+            total += nll[i, first:].sum().item()
+            count += L - first
+    return total, count
+
+
+def evaluate_split(model, data_dir: str, cfg: EvalConfig) -> dict:
+    m = read_manifest(data_dir)
+    split = m["splits"][cfg.split]
+    T = model.cfg.block_size
+    total, count = 0.0, 0
+    budget = cfg.max_tokens
+    for arr in open_split(data_dir, cfg.split):
+        if cfg.max_tokens and budget <= 0:
+            break
+        t, c = sliding_window_nll(model, arr, T, cfg.stride, cfg.batch_size, budget if cfg.max_tokens else 0)
+        total, count, budget = total + t, count + c, budget - c
+    if count == 0:
+        raise ValueError(f"split {cfg.split!r} has too few tokens to evaluate with block_size {T}")
+    loss = total / count
+    bytes_per_token = split["bytes"] / max(1, split["tokens"])
+    return {"split": cfg.split, "loss": loss, "perplexity": math.exp(min(loss, 50)),
+            "bits_per_byte": total / math.log(2) / (count * bytes_per_token), "tokens_scored": count,
+            "stride": cfg.stride or T}
+
+
+def generate_samples(model, tokenizer_path: str, eos_id: int, cfg: EvalConfig, seed: int) -> list[dict]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(tokenizer_path)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(cfg.samples):
+        prompt = cfg.prompts[i % len(cfg.prompts)] if cfg.prompts else ""
+        ids = tok.encode(prompt, add_special_tokens=False).ids if prompt else [eos_id]
+        x = torch.tensor([ids[-model.cfg.block_size:]], dtype=torch.long)
+        y = model.generate(x, cfg.sample_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
+                           top_p=cfg.top_p, generator=gen)
+        out.append({"prompt": prompt, "text": tok.decode(y[0, len(ids):].tolist(), skip_special_tokens=False)})
+    return out
+
+
+def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: int = 1337) -> dict:
+    """Evaluate `checkpoint` on `data_dir`; write <out>/report.json and report.md."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    model = ckpt.load_model(checkpoint).eval()
+    m = read_manifest(data_dir)
+    if model.cfg.vocab_size < m["vocab_size"]:
+        raise ValueError(f"checkpoint {checkpoint} has vocab {model.cfg.vocab_size}, data {data_dir} has "
+                         f"{m['vocab_size']}: they were not made together")
+    report = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "lm": evaluate_split(model, data_dir, cfg)}
+    report["samples"] = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
+    report["seconds"] = round(time.time() - t0, 2)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(to_markdown(report))
+    return report
+
+
+def to_markdown(report: dict) -> str:
+    lm = report["lm"]
+    lines = ["# raylm evaluation", "", f"- checkpoint: `{report['checkpoint']}`", f"- data: `{report['data_dir']}`",
+             "", "| split | loss (nats/token) | perplexity | bits per byte | tokens scored | stride |",
+             "|---|---|---|---|---|---|",
+             f"| {lm['split']} | {lm['loss']:.4f} | {lm['perplexity']:.2f} | {lm['bits_per_byte']:.4f} | "
+             f"{lm['tokens_scored']:,} | {lm['stride']} |", "", "## Samples", ""]
+    for s in report["samples"]:
+        lines += [f"**prompt:** `{s['prompt']!r}`", "", "```", s["text"], "```", ""]
+    return "\n".join(lines)

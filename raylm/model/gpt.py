@@ -1,0 +1,189 @@
+"""A GPT-style decoder (nanoGPT lineage). Knows nothing of Ray or parallelism.
+
+Pre-norm blocks, causal self-attention through `F.scaled_dot_product_attention` (fused /
+flash kernels where the device has them), GELU MLP, learned positions, input and output
+embeddings tied. Shapes in comments: B batch, T time, C n_embd, nh heads, hs head size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+# Named sizes, a plain dict (torchtitan habit). Pick with `model.size`; explicit fields win.
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64),
+    "shakespeare-cpu": dict(n_layer=4, n_head=4, n_embd=128),   # nanoGPT's CPU config
+    "small": dict(n_layer=6, n_head=6, n_embd=384),
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),            # 124M with a 50257 vocab
+}
+
+
+@dataclass
+class GPTConfig:
+    size: str | None = None          # a key of SIZES; overrides n_layer/n_head/n_embd
+    n_layer: int = 4                 # transformer blocks
+    n_head: int = 4                  # attention heads per block
+    n_embd: int = 128                # model width C
+    block_size: int = 64             # context length T in tokens
+    vocab_size: int = 0              # 0 = take it from the tokenizer in the shard manifest
+    dropout: float = 0.0             # on attention weights, residual outputs and embeddings
+    bias: bool = False               # biases in Linear and LayerNorm
+    init: Literal["scaled_normal", "normal", "xavier_uniform", "xavier_normal", "kaiming"] = "scaled_normal"
+    init_std: float = 0.02           # std for normal / scaled_normal
+    activation_checkpointing: bool = False  # recompute block activations in backward to save memory
+
+    def __post_init__(self):
+        if self.size is not None:
+            if self.size not in SIZES:
+                raise ValueError(f"size {self.size!r} unknown; choose one of {', '.join(SIZES)}")
+            for k, v in SIZES[self.size].items():
+                setattr(self, k, v)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.block_size < 1 or self.n_layer < 1:
+            raise ValueError("block_size and n_layer must be >= 1")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_proj.residual = True  # scaled init target
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, attn_mask=None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_proj.residual = True
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, attn_mask=None):
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        if cfg.vocab_size < 1:
+            raise ValueError("GPTConfig.vocab_size must be set (it comes from the tokenizer)")
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings
+        self.apply(self._init)
+
+    def _init(self, m: nn.Module):
+        cfg = self.cfg
+        if isinstance(m, nn.Linear):
+            std = cfg.init_std
+            if cfg.init == "scaled_normal" and getattr(m, "residual", False):
+                std = cfg.init_std / math.sqrt(2 * cfg.n_layer)  # GPT-2: residual branches scaled
+            if cfg.init in ("scaled_normal", "normal"):
+                nn.init.normal_(m.weight, 0.0, std)
+            elif cfg.init == "xavier_uniform":
+                nn.init.xavier_uniform_(m.weight)
+            elif cfg.init == "xavier_normal":
+                nn.init.xavier_normal_(m.weight)
+            elif cfg.init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, cfg.init_std)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; tied wte is counted once, positions excluded when non_embedding."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, T: int | None = None) -> float:
+        """Training FLOPs per token: 6N + 12 L T C (PaLM appendix B, as nanoGPT counts)."""
+        T = T or self.cfg.block_size
+        return 6 * self.num_params() + 12 * self.cfg.n_layer * T * self.cfg.n_embd
+
+    def hidden(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids (B, T) -> final normalised hidden states (B, T, C)."""
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.cfg.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for block in self.blocks:
+            if self.cfg.activation_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, attn_mask, use_reentrant=False)
+            else:
+                x = block(x, attn_mask)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B, T) ids -> (logits (B, T, V), mean cross-entropy or None)."""
+        logits = self.lm_head(self.hidden(idx))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample continuations of (B, T) prompts; returns (B, T + max_new_tokens)."""
+        for _ in range(max_new_tokens):
+            ctx = idx[:, -self.cfg.block_size:]
+            logits = self(ctx)[0][:, -1, :].float()  # (B, V)
+            if temperature <= 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                if top_p is not None and top_p < 1.0:
+                    srt, order = torch.sort(logits, descending=True)
+                    cum = srt.softmax(-1).cumsum(-1)
+                    remove = cum - srt.softmax(-1) > top_p  # keep the smallest set reaching top_p
+                    srt = srt.masked_fill(remove, float("-inf"))
+                    logits = torch.full_like(logits, float("-inf")).scatter(-1, order, srt)
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            idx = torch.cat([idx, nxt], dim=1)
+        return idx

@@ -1,0 +1,33 @@
+"""The file a user writes: one YAML with a section per component.
+
+This class only composes the components' own configs; each command hands every function its
+own section (STYLE.md 3), never this root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raylm.cluster import ClusterConfig
+from raylm.data.pipeline import DataConfig
+from raylm.eval.lm import EvalConfig
+from raylm.model.gpt import GPTConfig
+from raylm.train.config import TrainConfig
+
+
+@dataclass
+class FinetuneConfig:
+    init_from: str | None = None  # checkpoint dir to start from; None = this run's pretraining checkpoint
+    data_dir: str | None = None   # shards of the new (domain) text; None = this run's shards
+
+
+@dataclass
+class RootConfig:
+    out: str = "runs/default"   # output folder: data/, train/, eval/ and config.yaml go here
+    seed: int = 1337            # one seed for splits, shuffles, init and sampling, shared by all workers
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

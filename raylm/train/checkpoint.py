@@ -1,0 +1,87 @@
+"""Checkpoints: weights as safetensors, the rest as a weights_only-loadable torch file.
+
+Layout of one checkpoint directory:
+  model.safetensors   model weights (tied lm_head stored once, as wte)
+  model.json          the model config, to rebuild the model and refuse a shape mismatch
+  state.pt            optimizer, step, data position, RNG states, early-stopping state;
+                      loaded with torch.load(weights_only=True): no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from raylm.config import from_dict
+from raylm.model.gpt import GPT, GPTConfig
+
+TIED = "lm_head.weight"
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    sd.pop(TIED, None)  # shares storage with wte.weight; safetensors refuses shared tensors
+    return sd
+
+
+def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
+         extra: dict | None = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model_state(model), tmp / "model.safetensors")
+    (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
+    if state is not None:
+        torch.save(state, tmp / "state.pt")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_config(path: str | Path) -> GPTConfig:
+    meta = json.loads((Path(path) / "model.json").read_text())
+    cfg = dict(meta["model"])
+    cfg["size"] = None  # the explicit sizes were saved
+    return from_dict(GPTConfig, cfg, "checkpoint model")
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> list[str]:
+    """Load weights into `model` (or its `.module`); error on a shape mismatch, naming it.
+
+    Returns the model's keys that the checkpoint did not have (only when strict=False, e.g. a
+    new classification head)."""
+    target = getattr(model, "module", model)
+    sd = load_file(str(Path(path) / "model.safetensors"))
+    own = target.state_dict()
+    for k, v in sd.items():
+        if k in own and own[k].shape != v.shape:
+            raise ValueError(f"checkpoint {path} does not fit this model: {k} has shape {tuple(v.shape)} "
+                             f"in the checkpoint and {tuple(own[k].shape)} in the model (model config differs)")
+    missing, unexpected = target.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if k != TIED]
+    if strict and (missing or unexpected):
+        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return missing
+
+
+def load_state(path: str | Path) -> dict | None:
+    p = Path(path) / "state.pt"
+    return torch.load(p, map_location="cpu", weights_only=True) if p.exists() else None
+
+
+def load_model(path: str | Path, device: str = "cpu") -> GPT:
+    """Rebuild the model saved at `path` and load its weights."""
+    model = GPT(read_model_config(path))
+    load_weights(model, path)
+    return model.to(device)

@@ -1,0 +1,232 @@
+"""The per-worker training loop: plain PyTorch, top to bottom. Runs with or without Ray.
+
+Ray Train (raylm/train/trainer.py) calls `train_worker` in every worker with a `RaySession`;
+`raylm train --set train.num_workers=0` and the benchmarks call it in-process with a
+`LocalSession`. The session is the only thing that differs: where checkpoints go and how
+metrics are reported.
+
+Exact resume: the checkpoint holds weights, optimizer, step, data position and early-stopping
+state; dropout randomness is reseeded every step from (seed, rank, step), so a run resumed at
+step k draws exactly what the uninterrupted run drew.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from raylm.data.shards import read_manifest
+from raylm.model.gpt import GPT, GPTConfig
+from raylm.train import checkpoint as ckpt
+from raylm.train.config import TrainConfig
+from raylm.train.data import Loader, TokenWindows, _h
+from raylm.train.optim import build_optimizer, lr_at
+
+# bf16 dense peak FLOP/s of known accelerators, for MFU when train.peak_flops is 0.
+KNOWN_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+@dataclass
+class LocalSession:
+    """No Ray: checkpoints under `<dir>/checkpoints/step-N`, metrics appended to metrics.jsonl."""
+
+    dir: str
+    keep: int = 2
+    rank: int = 0
+    world: int = 1
+    history: list = field(default_factory=list)
+
+    def latest_checkpoint(self) -> Path | None:
+        cks = sorted(Path(self.dir, "checkpoints").glob("step-*"), key=lambda p: int(p.name[5:]))
+        return cks[-1] if cks else None
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
+        self.history.append(metrics)
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(self.dir) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if checkpoint_dir is not None:
+            dest = Path(self.dir, "checkpoints", f"step-{metrics['step']}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(checkpoint_dir, dest)
+            cks = sorted(dest.parent.glob("step-*"), key=lambda p: int(p.name[5:]))
+            for old in cks[: -self.keep] if self.keep else []:
+                shutil.rmtree(old)
+
+
+def setup_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
+    if cfg.use_gpu and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    # Threads must match the CPUs Ray gave this worker, or workers fight over cores.
+    torch.set_num_threads(cfg.cpus_per_worker)
+    return torch.device("cpu")
+
+
+def resolve_model_config(model_cfg: GPTConfig, data_dir: str) -> GPTConfig:
+    """Take vocab_size from the manifest; refuse a mismatch before any work."""
+    vocab = read_manifest(data_dir)["vocab_size"]
+    if model_cfg.vocab_size == 0:
+        return replace(model_cfg, size=None, vocab_size=vocab)
+    if model_cfg.vocab_size < vocab:
+        raise ValueError(f"model.vocab_size={model_cfg.vocab_size} is smaller than the tokenizer's {vocab} "
+                         f"({data_dir}); set it to 0 to follow the tokenizer")
+    return replace(model_cfg, size=None)
+
+
+def _all_mean(values: list[float], device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t.tolist()
+
+
+@torch.no_grad()
+def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: int, max_batches: int,
+             device, autocast) -> float:
+    """Mean loss over the first max_batches * batch_size * world windows (all if 0), exact across ranks."""
+    model.eval()
+    n = windows.num_windows(0)
+    limit = n if max_batches == 0 else min(n, max_batches * batch_size * world)
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of token losses, tokens)
+    for start in range(rank, limit, batch_size * world):
+        pos = torch.arange(start, min(limit, start + batch_size * world), world).numpy()
+        win = windows.windows(0, pos, shuffle=False).to(device)
+        with autocast:
+            _, loss = model(win[:, :-1], win[:, 1:])
+        total += torch.tensor([loss.item() * win[:, 1:].numel(), win[:, 1:].numel()], dtype=torch.float64,
+                              device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1].clamp(min=1)).item()
+
+
+def train_worker(config: dict, session=None) -> dict:
+    """Train from `config` = {model, train, data_dir, out, seed, init_from?}; returns final metrics."""
+    model_cfg: GPTConfig = config["model"]
+    cfg: TrainConfig = config["train"]
+    data_dir, seed = config["data_dir"], config["seed"]
+    session = session or LocalSession(dir=str(Path(config["out"])), keep=cfg.keep_checkpoints)
+    rank, world = session.rank, session.world
+    device = setup_device(cfg, getattr(session, "local_rank", 0))
+    model_cfg = resolve_model_config(model_cfg, data_dir)
+    train_w = TokenWindows(data_dir, "train", model_cfg.block_size, seed)
+    val_w = TokenWindows(data_dir, "val", model_cfg.block_size, seed)
+
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = GPT(model_cfg).to(device)
+    if config.get("init_from"):
+        ckpt.load_weights(model, config["init_from"])
+    optimizer = build_optimizer(model, cfg.optim)
+    st = {"step": 0, "data": None, "best_val": math.inf, "bad_evals": 0}
+    latest = session.latest_checkpoint()
+    if latest is not None:
+        ckpt.load_weights(model, latest)
+        saved = ckpt.load_state(latest)
+        optimizer.load_state_dict(saved["optimizer"])
+        st.update({k: saved[k] for k in st})
+        if rank == 0:
+            print(f"resumed from {latest} at step {st['step']}", flush=True)
+    raw_model = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        model = torch.compile(model)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext())
+    loader = Loader(train_w, cfg.batch_size, rank, world, state=st["data"])
+
+    tb = None
+    if rank == 0 and config.get("tb_dir"):
+        from tensorboardX import SummaryWriter
+
+        tb = SummaryWriter(config["tb_dir"])
+    flops_tok = raw_model.flops_per_token()
+    peak = cfg.peak_flops or next((v for k, v in KNOWN_PEAK.items() if device.type == "cuda"
+                                   and k in torch.cuda.get_device_name(device)), 0.0)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * model_cfg.block_size  # per worker
+    metrics: dict = {}
+    t_last, steps_since = time.perf_counter(), 0
+    if st["step"] >= cfg.max_steps:  # resumed a finished run: report where it stands, train nothing
+        val = evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast)
+        metrics = {"step": st["step"], "val_loss": val, "val_ppl": math.exp(min(val, 50)),
+                   "best_val_loss": st["best_val"], "already_complete": True}
+        session.report(dict(metrics), None)
+    while st["step"] < cfg.max_steps:
+        step = st["step"]
+        torch.manual_seed(_h(seed, "dropout", rank, step) & 0x7FFFFFFF)
+        lr = lr_at(step, cfg.optim.lr, cfg.schedule, cfg.max_steps)
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        for micro in range(cfg.grad_accum):
+            x, y = next(loader)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else model.no_sync()
+            with sync, autocast:
+                _, loss = model(x, y)
+            (loss / cfg.grad_accum).backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        st["step"] = step = step + 1
+        st["data"] = loader.state
+        steps_since += 1
+        is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        if step % cfg.log_interval == 0 or is_eval:
+            dt = time.perf_counter() - t_last
+            loss_mean, gnorm_mean = _all_mean([loss.item(), float(gnorm)], device)
+            tok_s = tokens_per_step * steps_since / dt  # per worker
+            metrics = {"step": step, "loss": loss_mean, "lr": lr, "grad_norm": gnorm_mean,
+                       "tokens_per_s": tok_s * world, "tokens_seen": step * tokens_per_step * world,
+                       "flops_per_s": flops_tok * tok_s}
+            if peak:
+                metrics["mfu"] = flops_tok * tok_s / peak
+            if device.type == "cuda":
+                metrics["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            t_last, steps_since = time.perf_counter(), 0
+        ckpt_dir = None
+        stop = False
+        if is_eval:
+            val = evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast)
+            metrics.update(val_loss=val, val_ppl=math.exp(min(val, 50)))
+            if val < st["best_val"] - cfg.early_stopping_min_delta:
+                st["best_val"], st["bad_evals"] = val, 0
+            else:
+                st["bad_evals"] += 1
+            stop = cfg.early_stopping_patience > 0 and st["bad_evals"] >= cfg.early_stopping_patience
+            metrics.update(best_val_loss=st["best_val"], early_stopped=stop)
+            if rank == 0:
+                state = {"optimizer": optimizer.state_dict(), **st}
+                ckpt_dir = ckpt.save(Path(config["out"]) / f".ckpt-{step}", raw_model, model_cfg, state,
+                                     extra={"step": step, "val_loss": val, "data_dir": str(data_dir)})
+                t_last = time.perf_counter()  # checkpoint time is not training throughput
+        if step % cfg.log_interval == 0 or is_eval:
+            if rank == 0:
+                msg = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                               if k not in ("tokens_seen", "flops_per_s", "early_stopped"))
+                print(f"[train] {msg}", flush=True)
+                if tb is not None:
+                    for k, v in metrics.items():
+                        if isinstance(v, int | float) and k != "step":
+                            tb.add_scalar(f"train/{k}", v, step)
+            session.report(dict(metrics), ckpt_dir)
+        if stop:
+            if rank == 0:
+                print(f"[train] early stop at step {step}: no val improvement in "
+                      f"{cfg.early_stopping_patience} evaluations", flush=True)
+            break
+    if tb is not None:
+        tb.close()
+    return metrics
