@@ -324,3 +324,18 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     for j in range(rows):
         acc = fmix64(acc ^ (v[:, :, j] * _GRAM_MULT[j % 64] + _U64(j)))
     return acc.view(np.int64)
+
+
+def string_hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Deterministic 64-bit hash of each string (same in every process; nulls hash as "")."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.large_string())
+    arr = pc.fill_null(arr.cast(pa.large_string()), "")
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    buf = arr.buffers()[2]
+    raw = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
+    data = np.concatenate([raw[:int(offs[-1])], np.zeros(8, dtype=np.uint8)])
+    return _word_hashes(data, offs[:-1], offs[1:])
