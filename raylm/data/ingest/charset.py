@@ -107,5 +107,11 @@ def _guess(body: bytes) -> str | None:
         from charset_normalizer import from_bytes
     except ImportError:  # pragma: no cover - charset-normalizer ships with requests/aiohttp
         return None
-    best = from_bytes(body[:65536]).best()
-    return _codec(best.encoding) if best is not None else None
+    matches = list(from_bytes(body[:65536]))
+    if not matches:
+        return None
+    # Short Western text scores about the same in every Latin code page; among near-ties
+    # prefer cp1252, the web's most common legacy encoding (and the WHATWG default).
+    best = min(m.chaos for m in matches)
+    near = [m.encoding for m in matches if m.chaos <= best + 0.05]
+    return "cp1252" if "cp1252" in near else _codec(matches[0].encoding)

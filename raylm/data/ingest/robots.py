@@ -17,6 +17,7 @@ class RobotsPolicy:
     parser: RobotFileParser | None  # None: no rules (allow all) or unreachable (see `unreachable`)
     agent: str                      # product token matched against User-agent lines
     unreachable: bool = False       # robots.txt could not be read: everything disallowed
+    delays: dict[str, float] | None = None  # Crawl-delay per User-agent line (lowercased)
 
     def allowed(self, url: str) -> bool:
         if self.unreachable:
@@ -27,14 +28,14 @@ class RobotsPolicy:
         """Seconds between requests asked for by the site, or None."""
         if self.parser is None:
             return None
-        d = self.parser.crawl_delay(self.agent)
+        # urllib.robotparser reads integer delays only; "Crawl-delay: 0.5" is common, so parse it here.
+        me = self.agent.lower()
+        delays = self.delays or {}
+        d = next((v for a, v in delays.items() if a != "*" and a in me), delays.get("*"))
         if d is None:
             rate = self.parser.request_rate(self.agent)  # "Request-rate: 1/5" = 1 request per 5 s
             return rate.seconds / rate.requests if rate and rate.requests else None
-        try:
-            return max(0.0, float(d))
-        except (TypeError, ValueError):
-            return None
+        return d
 
 
 def product_token(user_agent: str) -> str:
@@ -51,4 +52,30 @@ def policy_from_response(status: int | None, text: str | None, user_agent: str) 
         return RobotsPolicy(None, agent)
     rp = RobotFileParser()
     rp.parse(text.splitlines())  # also marks it as read, so can_fetch stops answering False
-    return RobotsPolicy(rp, agent)
+    return RobotsPolicy(rp, agent, delays=_crawl_delays(text))
+
+
+def _crawl_delays(text: str) -> dict[str, float]:
+    """User-agent (lowercased) -> Crawl-delay seconds, grouping lines as robots.txt does."""
+    out: dict[str, float] = {}
+    group: list[str] = []
+    in_agents = False
+    for line in text.splitlines():
+        key, _, value = line.split("#", 1)[0].partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "user-agent":
+            if not in_agents:
+                group = []
+            group.append(value.lower())
+            in_agents = True
+        elif key:
+            in_agents = False
+            if key == "crawl-delay":
+                try:
+                    d = float(value)
+                except ValueError:
+                    continue
+                if d >= 0:
+                    for a in group:
+                        out.setdefault(a, d)
+    return out
