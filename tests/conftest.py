@@ -39,3 +39,33 @@ def ray_session():
                  configure_logging=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+def make_tiny_shards(out_dir: Path, text: str | None = None, n_docs: int = 60) -> Path:
+    """Char-level shards (train + val) written with the real writer, without Ray."""
+    import pyarrow as pa
+
+    from raylm.data import shards
+    from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+
+    text = text or (REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text()[:60_000]
+    paras = [p for p in text.split("\n\n") if p.strip()][:n_docs]
+    tok = char_tokenizer(text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tokenizer.json").write_text(tok.to_str())
+    docs = pa.table({"id": [f"d{i:04d}" for i in range(len(paras))], "text": paras})
+    enc = Encoder(tok.to_str(), keep=("id",))(docs)
+    split = ["val" if i % 10 == 0 else "train" for i in range(len(paras))]
+    metas = []
+    for s in ("train", "val"):
+        part = enc.filter(pa.array([x == s for x in split]))
+        part = part.append_column("shard", pa.array([f"{s}-00000"] * part.num_rows))
+        metas.append(shards.write_shard(part, str(out_dir), "uint16").to_pylist()[0])
+    shards.write_manifest(out_dir, metas, dtype="uint16", vocab_size=tok.get_vocab_size(),
+                          eos_id=tok.token_to_id(EOS), tokenizer="tokenizer.json")
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    return make_tiny_shards(tmp_path_factory.mktemp("shards"))

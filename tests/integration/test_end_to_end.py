@@ -1,0 +1,83 @@
+"""data -> train (Ray Train, 2 DDP workers) -> eval through the CLI, on the shared session Ray."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raylm.cli import main
+from raylm.data import shards
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(ray_session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    rc = main(["run", TINY, "--set", f"out={out}"])
+    assert rc == 0
+    return out
+
+
+def test_run_produces_shards_checkpoint_and_report(tiny_run):
+    m = shards.read_manifest(tiny_run / "data" / "shards")
+    assert m["vocab_size"] == 512 and m["dtype"] == "uint16"
+    assert len(m["splits"]["train"]["shards"]) >= 2 and m["splits"]["val"]["documents"] > 0
+    assert shards.verify(tiny_run / "data" / "shards") == []
+    stats = json.loads((tiny_run / "data" / "stats.json").read_text())
+    assert stats["documents_kept"] == m["splits"]["train"]["documents"] + m["splits"]["val"]["documents"]
+    result = json.loads((tiny_run / "train" / "result.json").read_text())
+    assert result["metrics"]["step"] == 30 and Path(result["checkpoint"], "model.safetensors").exists()
+    report = json.loads((tiny_run / "eval" / "report.json").read_text())
+    assert 0 < report["lm"]["bits_per_byte"] < 8 and report["lm"]["perplexity"] < 512
+    assert report["samples"] and (tiny_run / "eval" / "report.md").exists()
+    assert (tiny_run / "config.yaml").exists() and (tiny_run / "train" / "config.yaml").exists()
+    assert list((tiny_run / "train" / "tb").glob("events.*"))
+
+
+def test_provenance_reaches_the_shard_index(tiny_run):
+    import pyarrow.parquet as pq
+
+    idx = pq.read_table(next((tiny_run / "data" / "shards").glob("train-*.idx.parquet")))
+    assert set(idx["license"].to_pylist()) == {"public-domain"}
+    assert all(u.endswith("tinyshakespeare-slice.txt") for u in idx["uri"].to_pylist())
+
+
+def test_rerun_skips_finished_data(tiny_run, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "data" / "shards").iterdir()}
+    assert main(["data", TINY, "--set", f"out={tiny_run}"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "data" / "shards").iterdir()}
+    assert before == after
+
+
+def test_interrupted_data_run_resumes_to_identical_shards(ray_session, tiny_run, tmp_path):
+    """Delete the manifest and one shard (as a kill mid-write would leave it): the rerun rewrites
+    only what is missing and ends byte-identical."""
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(tiny_run / "data", out / "data")
+    d = out / "data" / "shards"
+    (d / "manifest.json").unlink()
+    victim = sorted(d.glob("train-*.bin"))[0]
+    victim.unlink()
+    (d / (victim.stem + ".done")).unlink()
+    keep = {p.name: p.stat().st_mtime_ns for p in d.glob("*.bin")}
+    assert main(["data", TINY, "--set", f"out={out}"]) == 0
+    for p in (tiny_run / "data" / "shards").glob("*.bin"):
+        assert (d / p.name).read_bytes() == p.read_bytes()
+    assert all((d / n).stat().st_mtime_ns == t for n, t in keep.items())  # finished shards not rewritten
+
+
+def test_bad_inputs_fail_fast_with_one_clear_line(ray_session, tmp_path, capsys):
+    assert main(["data", TINY, "--set", f"out={tmp_path}", "--set", "data.ingest.files.paths=[/nope/x.txt]"]) == 2
+    assert "/nope/x.txt does not exist" in capsys.readouterr().err
+    assert main(["train", TINY, "--set", "train.optim.lrr=1"]) == 2
+    assert "unknown key 'train.optim.lrr'" in capsys.readouterr().err
+    assert main(["train", TINY, "--set", f"out={tmp_path}/none"]) == 2
+    assert "run `raylm data` first" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n\n")
+    assert main(["data", TINY, "--set", f"out={tmp_path}/e", "--set", f"data.ingest.files.paths=[{empty}]"]) == 2
+    assert "Both splits need documents" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raylm.data import shards
+from raylm.data.ingest.files import FilesConfig, expand_paths, parse_file, read_one
+from raylm.data.pipeline import assign_split
+from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, train_bpe
+
+
+def test_txt_paragraphs_have_stable_ids_and_provenance():
+    cfg = FilesConfig(license="CC0")
+    t1, counts = parse_file("/x/a.txt", b"one para\n\nsecond\n\n \n\nthird", cfg, "2026-01-01T00:00:00+00:00")
+    t2, _ = parse_file("/x/a.txt", b"one para\n\nsecond\n\n \n\nthird", cfg)
+    kept = t1.filter(pa.compute.is_null(t1["drop"]))
+    assert kept["text"].to_pylist() == ["one para", "second", "third"]
+    assert t1["id"].to_pylist() == t2["id"].to_pylist()
+    assert set(kept["license"].to_pylist()) == {"CC0"} and set(kept["source"].to_pylist()) == {"file"}
+    assert t1.filter(pa.compute.is_valid(t1["drop"]))["drop"].to_pylist() == ["ingest:too_short"]
+
+
+def test_jsonl_bad_records_are_counted_not_fatal():
+    data = b'{"text": "good one", "url": "http://a"}\nnot json\n{"other": 1}\n{"text": "two"}\n'
+    t, counts = parse_file("f.jsonl", data, FilesConfig(url_field="url"))
+    assert t.filter(pa.compute.is_null(t["drop"]))["text"].to_pylist() == ["good one", "two"]
+    assert counts["skipped_bad_record"] == 2
+    assert t["url"].to_pylist()[0] == "http://a"
+
+
+def test_parquet_and_missing_column(tmp_path):
+    p = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"body": ["alpha", "beta"]}), p)
+    with pytest.raises(ValueError, match="no column 'text'"):
+        read_one(str(p), FilesConfig())
+    t, _ = read_one(str(p), FilesConfig(text_field="body"))
+    assert t["text"].to_pylist() == ["alpha", "beta"]
+
+
+def test_invalid_utf8_is_replaced_and_counted():
+    t, counts = parse_file("b.txt", b"caf\xe9 ok", FilesConfig(txt_unit="file"))
+    assert counts["decode_errors"] == 1 and t["text"][0].as_py() == "caf\ufffd ok"
+
+
+def test_expand_paths_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        expand_paths([str(tmp_path / "nope.txt")])
+    with pytest.raises(FileNotFoundError, match="matches no files"):
+        expand_paths([str(tmp_path / "*.jsonl")])
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "b.txt").write_text("y")
+    assert [p.rsplit("/", 1)[1] for p in expand_paths([str(tmp_path / "*.txt")])] == ["a.txt", "b.txt"]
+
+
+def test_split_is_deterministic_and_by_document():
+    t = pa.table({"id": [f"d{i}" for i in range(2000)]})
+    a = assign_split(t, 0.1, 7)["split"].to_pylist()
+    assert a == assign_split(t, 0.1, 7)["split"].to_pylist()
+    assert 120 < a.count("val") < 280
+    assert a != assign_split(t, 0.1, 8)["split"].to_pylist()
+
+
+def test_char_tokenizer_round_trip_and_unknown():
+    tok = char_tokenizer("abc \n")
+    ids = tok.encode("ab c\nca", add_special_tokens=False).ids
+    assert len(ids) == 7 and tok.decode(ids) == "ab c\nca"
+    assert tok.encode("z", add_special_tokens=False).ids == [tok.token_to_id("<unk>")]
+    assert tok.token_to_id(EOS) == tok.get_vocab_size() - 1
+
+
+def test_bpe_vocab_and_unreachable_vocab():
+    texts = ["the quick brown fox jumps over the lazy dog " * 20] * 10
+    tok = train_bpe(texts, TokenizerConfig(vocab_size=270))
+    assert tok.get_vocab_size() == 270
+    assert tok.decode(tok.encode("the lazy fox").ids) == "the lazy fox"
+    with pytest.raises(ValueError, match="cannot be reached"):
+        train_bpe(texts, TokenizerConfig(vocab_size=5000))
+    with pytest.raises(ValueError, match="at least 257"):
+        TokenizerConfig(vocab_size=100)
+
+
+def test_shard_write_is_deterministic_retry_safe_and_checksummed(tmp_path):
+    tok = char_tokenizer("abcdef ")
+    docs = pa.table({"id": ["z", "a", "m"], "text": ["abc", "de f", "fed"], "source": ["file"] * 3})
+    enc = Encoder(tok.to_str(), keep=("id", "source"))(docs)
+    enc = enc.append_column("shard", pa.array(["train-00000"] * 3))
+    meta1 = shards.write_shard(enc, str(tmp_path), "uint16").to_pylist()[0]
+    blob = (tmp_path / "train-00000.bin").read_bytes()
+    meta2 = shards.write_shard(enc.take([2, 0, 1]), str(tmp_path), "uint16").to_pylist()[0]  # retry, other order
+    assert meta1 == meta2 and (tmp_path / "train-00000.bin").read_bytes() == blob
+    arr = np.frombuffer(blob, dtype="<u2")
+    eos = tok.token_to_id(EOS)
+    assert arr.tolist().count(eos) == 3 and meta1["tokens"] == 3 + 4 + 3 + 3
+    assert tok.decode(arr[:4].tolist(), skip_special_tokens=True) == "de f"  # id "a" sorts first
+    idx = pq.read_table(tmp_path / "train-00000.idx.parquet")
+    assert idx["id"].to_pylist() == ["a", "m", "z"] and idx["offset"].to_pylist() == [0, 5, 9]
+    shards.write_manifest(tmp_path, [meta1], dtype="uint16", vocab_size=tok.get_vocab_size(), eos_id=eos,
+                          tokenizer="tokenizer.json")
+    assert shards.verify(tmp_path) == []
+    (tmp_path / "train-00000.bin").write_bytes(blob[:-2])
+    assert shards.verify(tmp_path) == ["train-00000"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["train"]["documents"] == 3
