@@ -13,12 +13,8 @@ from raylm.data.pipeline import DataConfig
 from raylm.eval.lm import EvalConfig
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import TrainConfig
-
-
-@dataclass
-class FinetuneConfig:
-    init_from: str | None = None  # checkpoint dir to start from; None = this run's pretraining checkpoint
-    data_dir: str | None = None   # shards of the new (domain) text; None = this run's shards
+from raylm.train.finetune import FinetuneConfig
+from raylm.tune.config import TuneConfig
 
 
 @dataclass
@@ -31,3 +27,4 @@ class RootConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)

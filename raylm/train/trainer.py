@@ -22,11 +22,12 @@ RUN_NAME = "run"
 class RaySession:
     """What loop.train_worker needs from Ray Train: rank, world, checkpoint in, checkpoint out."""
 
-    def __init__(self):
+    def __init__(self, out: str):
         import ray.train
 
         ctx = ray.train.get_context()
         self.rank, self.world, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
+        self.metrics_file = Path(out) / "metrics.jsonl"  # rank 0 keeps a plain copy beside Ray's
 
     def latest_checkpoint(self):
         import ray.train
@@ -41,6 +42,10 @@ class RaySession:
     def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
         import ray.train
 
+        if self.rank == 0:
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.metrics_file, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
         if checkpoint_dir is not None:
@@ -48,7 +53,7 @@ class RaySession:
 
 
 def _ray_worker(config: dict) -> None:
-    train_worker(config, RaySession())
+    train_worker(config, RaySession(config["out"]))
 
 
 def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: int,
