@@ -1,0 +1,167 @@
+"""nanoGPT's CPU shakespeare-char run through raylm, against nanoGPT's published figure, a plain
+PyTorch process and this machine's matmul peak. All numbers from one run of this script.
+
+Figures (benchmarks/results/shakespeare_char.json):
+- shakespeare_char_val_loss: final validation loss on nanoGPT's split (first 90% / last 10%
+  of the characters), nanoGPT's CPU config (4 layers, 4 heads, 128 wide, context 64, batch 12,
+  2000 iterations, lr 1e-3 -> 1e-4, dropout 0). Baseline: nanoGPT's published 1.88.
+- ray_train_overhead: tokens/s of that loop under Ray Train (1 worker, 2 CPUs) over the same
+  loop as a plain PyTorch process (2 threads), steady state (median of logging windows).
+- cpu_flops_utilisation: the Ray run's model FLOP/s (6N + 12LTC per token) over the machine's
+  fp32 matmul peak (2048^3 torch.matmul, same threads). nanoGPT itself reaches ~0.45 here.
+- ddp2_cpu_speedup: 2 Ray Train workers (1 CPU each, DDP over gloo) over 1 worker (2 CPUs).
+
+Usage: python benchmarks/shakespeare_char.py [--data PATH] [--iters 2000] [--speed-iters 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+from raylm.data import shards  # noqa: E402
+from raylm.data.tokenize import EOS, Encoder, char_tokenizer  # noqa: E402
+from raylm.model.gpt import GPTConfig  # noqa: E402
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
+from raylm.train.trainer import fit  # noqa: E402
+
+NANOGPT_VAL = 1.88  # nanoGPT README, shakespeare_char on CPU with this config (log: 1.8857)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def prepare(text: str, out: Path) -> Path:
+    """nanoGPT's split: first 90% of characters train, last 10% val, one shard each."""
+    n = len(text)
+    tok = char_tokenizer(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenizer.json").write_text(tok.to_str())
+    metas = []
+    for split, part in (("train", text[: int(n * 0.9)]), ("val", text[int(n * 0.9):])):
+        enc = Encoder(tok.to_str(), keep=("id",))(pa.table({"id": [split], "text": [part]}))
+        enc = enc.append_column("shard", pa.array([f"{split}-00000"]))
+        metas.append(shards.write_shard(enc, str(out), "uint16").to_pylist()[0])
+    shards.write_manifest(out, metas, dtype="uint16", vocab_size=tok.get_vocab_size(), eos_id=tok.token_to_id(EOS),
+                          tokenizer="tokenizer.json")
+    return out
+
+
+def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batches: int) -> TrainConfig:
+    return TrainConfig(max_steps=iters, batch_size=12, grad_clip=1.0, eval_interval=eval_interval,
+                       eval_batches=eval_batches, log_interval=25, num_workers=workers, cpus_per_worker=cpus,
+                       keep_checkpoints=1,
+                       optim=OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99),
+                       schedule=ScheduleConfig(warmup_steps=100, min_lr=1e-4, decay_steps=2000))
+
+
+def steady_tokens_per_s(run_dir: Path) -> float:
+    """Median tokens/s over logging windows, skipping the first two (start-up, compilation)."""
+    import json
+
+    hist = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] if (
+        run_dir / "metrics.jsonl").exists() else None
+    if hist is None:
+        raise RuntimeError(f"no metrics in {run_dir}")
+    vals = [h["tokens_per_s"] for h in hist if "tokens_per_s" in h and "val_loss" not in h][2:]
+    return statistics.median(vals)
+
+
+def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"))
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--speed-iters", type=int, default=400)
+    args = ap.parse_args()
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    text = Path(args.data).read_text(encoding="utf-8")
+    work = Path(tempfile.mkdtemp(prefix="raylm-bench-"))
+    data = prepare(text, work / "shards")
+    model = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
+    threads = os.cpu_count() or 1
+    peak = matmul_peak(threads)
+    print(f"fp32 matmul peak with {threads} threads: {peak / 1e9:.1f} GFLOP/s", flush=True)
+
+    # 1. plain PyTorch process: the same loop, no Ray
+    fit(model, train_cfg(args.speed_iters, 0, threads, args.speed_iters, 1), str(data), str(work / "plain"), 1337)
+    plain_tps = steady_tokens_per_s(work / "plain")
+
+    ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=True)
+    # 2. Ray Train, 1 worker with all CPUs: the quality run (nanoGPT's full 2000 iterations)
+    res = fit(model, train_cfg(args.iters, 1, threads, 250, 20), str(data), str(work / "ray1"), 1337)
+    from raylm.eval.lm import EvalConfig, evaluate_split
+    from raylm.train.checkpoint import load_model
+
+    final = evaluate_split(load_model(res["checkpoint"]).eval(), str(data), EvalConfig())  # whole val split
+    curve = [{"step": h["step"], "val_loss": h["val_loss"]} for h in _ray_history(work / "ray1")]
+    ray1_tps = steady_tokens_per_s(work / "ray1")
+    flops_per_token = _flops_per_token(model, res)
+    # 3. Ray Train, 2 workers x 1 CPU (DDP over gloo)
+    fit(model, train_cfg(args.speed_iters, 2, max(1, threads // 2), args.speed_iters, 1), str(data),
+        str(work / "ray2"), 1337)
+    ray2_tps = steady_tokens_per_s(work / "ray2")
+    ray.shutdown()
+
+    mfu = flops_per_token * ray1_tps / peak
+    cfg_desc = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "iters": args.iters,
+                "lr": "1e-3 -> 1e-4 cosine, warmup 100", "dropout": 0.0, "threads": threads}
+    write_result("shakespeare_char", [
+        {"metric": "shakespeare_char_val_loss", "value": final["loss"],
+         "baseline": {"name": "nanoGPT published CPU shakespeare_char", "value": NANOGPT_VAL},
+         "ratio": final["loss"] / NANOGPT_VAL, "passed": final["loss"] <= NANOGPT_VAL,
+         "eval": "whole val split (111,540 chars), non-overlapping 64-char windows",
+         "val_curve": curve, "config": cfg_desc},
+        {"metric": "ray_train_overhead", "value": ray1_tps,
+         "baseline": {"name": "same loop as a plain PyTorch process", "value": plain_tps},
+         "ratio": ray1_tps / plain_tps, "unit": "tokens/s", "passed": ray1_tps / plain_tps >= 0.95, "config": cfg_desc},
+        {"metric": "cpu_flops_utilisation", "value": mfu,
+         "baseline": {"name": "fp32 2048^3 torch.matmul peak (FLOP/s)", "value": peak},
+         "model_flops_per_s": flops_per_token * ray1_tps, "flops_per_token": flops_per_token,
+         "nanogpt_reference_fraction": 0.45, "passed": mfu >= 0.45, "config": cfg_desc},
+        {"metric": "ddp2_cpu_speedup", "value": ray2_tps,
+         "baseline": {"name": "Ray Train 1 worker x all CPUs", "value": ray1_tps},
+         "ratio": ray2_tps / ray1_tps, "unit": "tokens/s", "config": cfg_desc},
+    ])
+    print(f"val loss {final['loss']:.4f} (nanoGPT {NANOGPT_VAL}); Ray/plain {ray1_tps / plain_tps:.3f}; "
+          f"MFU vs matmul peak {mfu:.3f}; DDP2/1 {ray2_tps / ray1_tps:.3f}")
+
+
+def _ray_history(run_dir: Path) -> list[dict]:
+    import json
+
+    return [h for h in (json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines())
+            if "val_loss" in h]
+
+
+def _flops_per_token(model_cfg: GPTConfig, res: dict) -> float:
+    from raylm.train.checkpoint import load_model
+
+    return load_model(res["checkpoint"]).flops_per_token()
+
+
+if __name__ == "__main__":
+    main()
