@@ -267,7 +267,7 @@ def crawl(cfg: CrawlConfig) -> dict:
         frontier = list(zip(ft.column("url").to_pylist(), ft.column("depth").to_pylist()))
         if not allowed:
             if seeds_hosts is None:
-                seeds_hosts = sorted({host_of(u) for u, _ in pq.read_table(
+                seeds_hosts = sorted({host_of(u) for u in pq.read_table(
                     _round_dir(work, 0) / "frontier.parquet").column("url").to_pylist()})
             allowed = seeds_hosts
         parts = rd / "parts"
