@@ -1,11 +1,213 @@
-"""Fine-tuning from a pretrained checkpoint: continued pretraining and classification heads."""
+"""Fine-tuning from a pretrained checkpoint: continued pretraining and classification heads.
+
+Continued pretraining (task "lm") is the pretraining loop started from a checkpoint on new
+shards (raylm/commands.py). Classification (task "classify") is here: a `SequenceClassifier`
+(a linear head on the pooled final hidden states of the GPT), trained by
+`classify_worker` (raylm/train/classify_loop.py) on Ray Train, evaluated on the test file with
+confusion matrices summed across workers (raylm/eval/classify.py).
+
+Classifier checkpoint directory: model.safetensors (GPT weights under `gpt.`, the head under
+`head.`), model.json (GPT config + {"task": "classify", labels, pooling, tokenizer, ...}),
+state.pt (optimizer, step, early-stopping state), and after the final evaluation test.json.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from raylm.model.gpt import GPT, GPTConfig
 
 
 @dataclass
 class FinetuneConfig:
     init_from: str | None = None  # checkpoint dir to start from; None = this run's pretraining checkpoint
     data_dir: str | None = None   # continued pretraining: shards of the new (domain) text; None = this run's
+    task: Literal["lm", "classify"] = "lm"  # lm = continued pretraining on shards; classify = head + labels
+    train_file: str | None = None  # classify: labelled training file (.tsv / .csv / .jsonl)
+    val_file: str | None = None    # classify: validation file for early stopping; None = no validation
+    test_file: str | None = None   # classify: file the final report is computed on; None = val_file
+    format: Literal["auto", "tsv", "csv", "jsonl"] = "auto"  # auto = from the file suffix
+    header: bool = True            # tsv/csv: first line names the columns (SST-2 yes, AG News no)
+    columns: list[str] = field(default_factory=lambda: ["text", "label"])  # column names when header is false
+    text_column: str = "text"      # column / jsonl key holding the text (SST-2: sentence)
+    label_column: str = "label"    # column / jsonl key holding the label
+    labels: list[str] = field(default_factory=list)  # class names in index order; [] = sorted values in train
+    label_map: dict[str, str] = field(default_factory=dict)  # raw file value -> class name (rename / merge)
+    positive_label: str | None = None  # binary tasks: class whose precision/recall/F1 is reported; None = 2nd
+    tokenizer: str | None = None   # tokenizer.json; None = the one of the checkpoint's pretraining data
+    max_len: int = 0               # tokens kept per text (the first ones); 0 = model block_size
+    pooling: Literal["last", "mean"] = "last"  # last real token's state, or mean over real tokens
+    head_dropout: float = 0.1      # dropout on the pooled vector before the head
+    class_weights: list[float] = field(default_factory=list)  # loss weight per class; [] = equal
+    balanced_class_weights: bool = False  # weights n / (k * count) from the train labels
+    freeze_embeddings: bool = False  # token and position embeddings stay fixed
+    freeze_layers: int = 0         # the lowest N transformer blocks stay fixed
+    head_lr_mult: float = 1.0      # head learning rate = train.optim.lr * this
+    layer_decay: float = 1.0       # block i from the top gets lr * layer_decay**i (embeddings one more); 1 = off
+    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"  # validation metric for early stopping / best
+    max_train_examples: int = 0    # use the first N training rows; 0 = all
+    max_eval_examples: int = 0     # use the first N validation / test rows; 0 = all
+    eval_batch_size: int = 64      # texts per forward pass in evaluation, per worker
+
+    def __post_init__(self):
+        if self.task == "classify" and not self.train_file:
+            raise ValueError("finetune.task=classify needs finetune.train_file")
+        if self.freeze_layers < 0 or self.max_len < 0 or self.max_train_examples < 0 or self.max_eval_examples < 0:
+            raise ValueError("freeze_layers, max_len, max_train_examples, max_eval_examples must be >= 0")
+        if self.head_lr_mult <= 0 or not 0 < self.layer_decay <= 1:
+            raise ValueError("head_lr_mult must be > 0 and layer_decay in (0, 1]")
+        if not 0 <= self.head_dropout < 1 or self.eval_batch_size < 1:
+            raise ValueError("head_dropout must be in [0, 1) and eval_batch_size >= 1")
+        if self.class_weights and self.balanced_class_weights:
+            raise ValueError("set either finetune.class_weights or finetune.balanced_class_weights, not both")
+        if any(w < 0 for w in self.class_weights):
+            raise ValueError("finetune.class_weights must be >= 0")
+        if self.labels and len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"finetune.labels has duplicates: {self.labels}")
+        if self.class_weights and self.labels and len(self.class_weights) != len(self.labels):
+            raise ValueError(f"finetune.class_weights has {len(self.class_weights)} values for "
+                             f"{len(self.labels)} labels")
+        if self.positive_label is not None and self.labels and self.positive_label not in self.labels:
+            raise ValueError(f"finetune.positive_label {self.positive_label!r} is not one of {self.labels}")
+
+
+class SequenceClassifier(nn.Module):
+    """GPT body -> pooled (B, C) -> dropout -> linear head -> logits (B, K)."""
+
+    def __init__(self, cfg: GPTConfig, num_classes: int, pooling: str = "last", head_dropout: float = 0.0):
+        super().__init__()
+        self.gpt = GPT(cfg)
+        self.pooling = pooling
+        self.drop = nn.Dropout(head_dropout)
+        self.head = nn.Linear(cfg.n_embd, num_classes)
+        nn.init.normal_(self.head.weight, 0.0, cfg.init_std)
+        nn.init.zeros_(self.head.bias)
+
+    def pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) states, (B,) real lengths -> (B, C), ignoring right padding."""
+        if self.pooling == "last":
+            return h[torch.arange(h.size(0), device=h.device), lengths - 1]
+        mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, T)
+        return (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
+
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.pool(self.gpt.hidden(idx), lengths)))
+
+
+def freeze(model: SequenceClassifier, embeddings: bool, layers: int) -> int:
+    """Stop gradients to the embeddings and/or the lowest `layers` blocks; returns frozen params."""
+    if layers > len(model.gpt.blocks):
+        raise ValueError(f"finetune.freeze_layers={layers} but the model has {len(model.gpt.blocks)} blocks")
+    frozen = ([model.gpt.wte, model.gpt.wpe] if embeddings else []) + list(model.gpt.blocks[:layers])
+    n = 0
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+            n += p.numel()
+    return n
+
+
+def param_groups(model: SequenceClassifier, weight_decay: float, head_lr_mult: float,
+                 layer_decay: float) -> list[dict]:
+    """Optimizer groups with `lr_scale` (loop convention: step lr * lr_scale).
+
+    Depth d: embeddings 0, block i -> i + 1, final norm L + 1; scale layer_decay**(L+1-d),
+    so the top of the body trains at the base lr and each block below at `layer_decay`
+    times the one above. The head gets head_lr_mult. Weight decay on matrices only."""
+    L = len(model.gpt.blocks)
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("head."):
+            scale = head_lr_mult
+        else:
+            if name.startswith(("gpt.wte.", "gpt.wpe.")):
+                depth = 0
+            elif name.startswith("gpt.blocks."):
+                depth = int(name.split(".")[2]) + 1
+            else:  # gpt.ln_f
+                depth = L + 1
+            scale = layer_decay ** (L + 1 - depth)
+        groups.setdefault((scale, p.dim() >= 2), []).append(p)
+    return [{"params": ps, "lr_scale": s, "weight_decay": weight_decay if decay else 0.0}
+            for (s, decay), ps in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+
+
+def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict for safetensors: DDP/compile prefixes off, the tied lm_head stored once (as wte)."""
+    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    sd.pop("gpt.lm_head.weight", None)
+    return sd
+
+
+def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, meta: dict,
+                    state: dict | None = None, weights: dict | None = None,
+                    files: dict[str, str] | None = None) -> Path:
+    """Write a classifier checkpoint directory atomically (temp dir, then rename); `files` are
+    extra text files (name -> content), e.g. the tokenizer, so the directory is self-contained."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(weights if weights is not None else classifier_state(model), tmp / "model.safetensors")
+    (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), "task": "classify", **meta}, indent=2))
+    for name, text in (files or {}).items():
+        (tmp / name).write_text(text)
+    if state is not None:
+        torch.save(state, tmp / "state.pt")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_classifier_weights(model: SequenceClassifier, path: str | Path, file: str = "model.safetensors") -> None:
+    sd = load_file(str(Path(path) / file))
+    missing, unexpected = getattr(model, "module", model).load_state_dict(sd, strict=False)
+    missing = [k for k in missing if k != "gpt.lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{path} is not a checkpoint of this classifier: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+
+
+def load_classifier(path: str | Path) -> tuple[SequenceClassifier, dict]:
+    """Rebuild a saved classifier; returns (model in eval mode, model.json contents)."""
+    from raylm.train.checkpoint import read_model_config
+
+    meta = json.loads((Path(path) / "model.json").read_text())
+    if meta.get("task") != "classify":
+        raise ValueError(f"{path} is not a classifier checkpoint (model.json has no task=classify); "
+                         f"use `raylm eval` language-model evaluation for it")
+    model = SequenceClassifier(read_model_config(path), len(meta["labels"]), meta["pooling"])
+    load_classifier_weights(model, path)
+    return model.eval(), meta
+
+
+def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str | None,
+                 model_cfg: GPTConfig | None = None, storage_path: str | None = None) -> dict:
+    """Fine-tune a classifier on Ray Train (train.num_workers = 0: in this process) and write
+    <out>/report.{json,md} from the test-set evaluation; returns the report.
+
+    init_from None = random init of `model_cfg` (the baseline of the transfer benchmark)."""
+    from raylm.train.classify_loop import run
+
+    return run(cfg, train, out, seed, init_from, model_cfg, storage_path)
+
+
+def evaluate_classifier(checkpoint: str, cfg: FinetuneConfig, out: str) -> dict:
+    """Evaluate a classifier checkpoint on cfg.test_file (cfg.val_file if unset) in this process;
+    writes <out>/report.{json,md} and returns the report."""
+    from raylm.train.classify_loop import evaluate_checkpoint
+
+    return evaluate_checkpoint(checkpoint, cfg, out)

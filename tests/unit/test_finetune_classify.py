@@ -1,0 +1,146 @@
+"""Classification fine-tuning, pure parts: reading labelled files, labels, batches, the
+classifier's pooling, freezing and learning-rate groups, and a tiny in-process run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from raylm.model.gpt import GPTConfig
+from raylm.train.classify_data import (balanced_weights, batch_indices, label_list, pad_batch, read_rows,
+                                       to_indices)
+from raylm.train.finetune import FinetuneConfig, SequenceClassifier, freeze, param_groups
+
+
+def test_read_tsv_with_header_and_quotes(tmp_path):
+    p = tmp_path / "a.tsv"
+    p.write_text('sentence\tlabel\nit \'s "good" \t1\nbad\t0\n\t1\nbroken line\n')
+    texts, labels, skipped = read_rows(str(p), "auto", True, [], "sentence", "label")
+    assert texts == ['it \'s "good"', "bad"] and labels == ["1", "0"]
+    assert skipped == {"missing_text_or_label": 1, "wrong_column_count": 1}
+
+
+def test_read_headerless_csv_and_jsonl(tmp_path):
+    c = tmp_path / "b.csv"
+    c.write_text('"hello, world",Sports\nplain,World\n')
+    texts, labels, _ = read_rows(str(c), "auto", False, ["text", "label"], "text", "label", limit=1)
+    assert texts == ["hello, world"] and labels == ["Sports"]
+    j = tmp_path / "c.jsonl"
+    j.write_text(json.dumps({"t": "x", "y": 2}) + "\nnot json\n" + json.dumps({"t": "z", "y": 0}) + "\n")
+    texts, labels, skipped = read_rows(str(j), "auto", True, [], "t", "y")
+    assert texts == ["x", "z"] and labels == ["2", "0"] and skipped == {"bad_json": 1}
+    with pytest.raises(ValueError, match="lack text column"):
+        read_rows(str(c), "csv", False, ["a", "b"], "text", "label")
+
+
+def test_labels_mapping_and_unknown():
+    assert label_list(["10", "2", "1", "2"], {}, []) == ["1", "2", "10"]
+    assert label_list(["b", "a"], {}, []) == ["a", "b"]
+    assert label_list(["0", "1"], {"0": "neg", "1": "pos"}, []) == ["neg", "pos"]
+    d = to_indices(["t1", "t2", "t3"], ["1", "0", "7"], {"0": "neg", "1": "pos"}, ["neg", "pos"], {})
+    assert d.labels == [1, 0] and d.texts == ["t1", "t2"] and d.skipped == {"unknown_label": 1}
+    assert balanced_weights([0, 0, 0, 1], 3) == [pytest.approx(4 / 9), pytest.approx(4 / 3), 0.0]
+
+
+def test_batches_are_disjoint_across_ranks_and_cover_each_epoch():
+    n, B, W = 10, 2, 2
+    epoch = np.concatenate([np.concatenate([batch_indices(n, s, B, r, W, 7) for r in range(W)]) for s in range(2)])
+    assert len(set(epoch.tolist())) == 8  # two steps of 2 ranks x 2: 8 distinct examples of one epoch
+    assert sorted(np.concatenate([batch_indices(n, s, 5, 0, 1, 7) for s in range(2)]).tolist()) == list(range(10))
+    assert batch_indices(n, 3, B, 1, W, 7).tolist() == batch_indices(n, 3, B, 1, W, 7).tolist()  # step-determined
+    assert batch_indices(n, 0, 10, 0, 1, 7).tolist() != batch_indices(n, 1, 10, 0, 1, 7).tolist()  # new epoch order
+
+
+def _clf(pooling="last"):
+    torch.manual_seed(0)
+    return SequenceClassifier(GPTConfig(n_layer=3, n_head=2, n_embd=16, block_size=16, vocab_size=11), 3, pooling)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_padding_does_not_change_logits(pooling):
+    m = _clf(pooling).eval()
+    seqs = [[1, 2, 3], [4, 5, 6, 7, 8]]
+    x, lengths = pad_batch(seqs, pad_id=0)
+    assert x.tolist()[0] == [1, 2, 3, 0, 0] and lengths.tolist() == [3, 5]
+    together = m(x, lengths)
+    alone = torch.cat([m(*pad_batch([s], 9)) for s in seqs])
+    assert together.shape == (2, 3)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    x2 = x.clone()
+    x2[0, 3:] = 10  # other pad values: same result
+    torch.testing.assert_close(m(x2, lengths), together)
+
+
+def test_freeze_and_layerwise_groups():
+    m = _clf()
+    n = freeze(m, embeddings=True, layers=1)
+    assert n == m.gpt.wte.weight.numel() + m.gpt.wpe.weight.numel() + sum(p.numel() for p in m.gpt.blocks[0].parameters())
+    assert not m.gpt.wte.weight.requires_grad and m.gpt.blocks[1].attn.c_attn.weight.requires_grad
+    groups = param_groups(m, 0.1, head_lr_mult=10.0, layer_decay=0.5)
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    assert scale_of[id(m.head.weight)] == 10.0
+    assert scale_of[id(m.gpt.ln_f.weight)] == 1.0
+    assert scale_of[id(m.gpt.blocks[2].mlp.c_fc.weight)] == 0.5
+    assert scale_of[id(m.gpt.blocks[1].mlp.c_fc.weight)] == 0.25
+    assert id(m.gpt.wte.weight) not in scale_of and id(m.gpt.blocks[0].mlp.c_fc.weight) not in scale_of
+    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert wd[id(m.head.weight)] == 0.1 and wd[id(m.head.bias)] == 0.0
+    with pytest.raises(ValueError):
+        freeze(_clf(), False, 4)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="train_file"):
+        FinetuneConfig(task="classify")
+    with pytest.raises(ValueError, match="class_weights"):
+        FinetuneConfig(labels=["a", "b"], class_weights=[1.0])
+    with pytest.raises(ValueError, match="layer_decay"):
+        FinetuneConfig(layer_decay=0.0)
+    FinetuneConfig(task="classify", train_file="x.tsv", labels=["0", "1"], positive_label="1")
+
+
+def _tiny_setup(tmp_path):
+    from raylm.data.tokenize import EOS, char_tokenizer
+    from raylm.model.gpt import GPT
+    from raylm.train import checkpoint as ckpt
+
+    pos = ["good fun", "great joy", "lovely day", "nice work"]
+    neg = ["bad mess", "awful pain", "dull grey", "sad loss"]
+    rows = [(t, 1) for t in pos] + [(t, 0) for t in neg]
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 3))
+    tok = char_tokenizer("".join(t for t, _ in rows) + EOS)
+    tok_path = tmp_path / "tokenizer.json"
+    tok_path.write_text(tok.to_str())
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=tok.get_vocab_size())
+    torch.manual_seed(0)
+    src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg, extra={"data_dir": None})
+    return data, tok_path, src
+
+
+def test_tiny_classify_in_process(tmp_path):
+    """num_workers=0: no Ray. Trains, keeps the best validation weights, writes the report;
+    evaluate_classifier on the final checkpoint reproduces the test numbers."""
+    from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+    from raylm.train.finetune import evaluate_classifier, run_classify
+
+    data, tok_path, src = _tiny_setup(tmp_path)
+    ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
+                        tokenizer=str(tok_path), pooling="mean", head_lr_mult=5.0, layer_decay=0.8,
+                        balanced_class_weights=True, positive_label="1", head_dropout=0.0)
+    tc = TrainConfig(max_steps=30, batch_size=8, eval_interval=10, log_interval=10, num_workers=0,
+                     optim=OptimConfig(lr=3e-3, weight_decay=0.0), schedule=ScheduleConfig(warmup_steps=0, name="constant"))
+    out = tmp_path / "ft"
+    rep = run_classify(ft, tc, str(out), 1, str(src))
+    t = rep["test"]
+    assert rep["labels"] == ["0", "1"] and t["n"] == 24 and t["binary"]["positive"] == "1"
+    assert t["accuracy"] == 1.0  # 8 separable strings seen 90 times each
+    assert rep["final"]["step"] == 30 and rep["init_from"] == str(src)
+    assert (out / "report.md").read_text().count("| 1 |") >= 1 and json.loads((out / "report.json").read_text())
+    again = evaluate_classifier(rep["checkpoint"], ft, str(tmp_path / "ev"))
+    assert again["test"]["confusion_matrix"] == t["confusion_matrix"]
+    assert again["test"]["loss"] == pytest.approx(t["loss"], rel=1e-5)
+    # a finished run resumed: nothing trains, the same final numbers come back
+    rep2 = run_classify(ft, tc, str(out), 1, str(src))
+    assert rep2["test"]["confusion_matrix"] == t["confusion_matrix"] and rep2["final"]["step"] == 30
