@@ -108,17 +108,18 @@ def components_local(edges: pa.Table, max_rounds: int = 64) -> pa.Table:
 
 # ---------------------------------------------------------------- Ray shell
 
-def run(edges_ds, num_partitions: int = 32, max_rounds: int = 64):
+def run(edges_ds, num_partitions: int = 32, max_rounds: int = 64, info: dict | None = None):
     """(hi=node, lo=root) for every non-root node of every component of `edges_ds` (2 cols).
 
     Each round is two shuffles of the edge table; rounds repeat until the edge-set
-    fingerprint stops changing. Returns a materialised dataset.
+    fingerprint stops changing (the last round only confirms). Returns a materialised
+    dataset; info["rounds"] gets the number of rounds.
     """
     import functools
 
     ds = edges_ds.map_batches(normalise, batch_format="pyarrow", num_cpus=0.5).materialize()
     prev = None
-    for _ in range(max_rounds):
+    for rounds in range(1, max_rounds + 1):
         ls = (ds.map_batches(functools.partial(keyed_large, num_partitions=num_partitions),
                              batch_format="pyarrow", num_cpus=0.5)
               .groupby("part", num_partitions=num_partitions)
@@ -129,6 +130,8 @@ def run(edges_ds, num_partitions: int = 32, max_rounds: int = 64):
               .map_groups(small_star, batch_format="pyarrow", num_cpus=0.5)).materialize()
         rows = ds.map_batches(fingerprint, batch_format="pyarrow", batch_size=None, num_cpus=0.5).take_all()
         fp = (sum(r["n"] for r in rows), sum(r["h1"] for r in rows), sum(r["h2"] for r in rows))
+        if info is not None:
+            info["rounds"] = rounds
         if fp == prev:
             return ds
         prev = fp

@@ -1,0 +1,274 @@
+"""The dedup stage: exact (+URL) dedup, then MinHash near-dup dedup, resumable by step.
+
+run(ds, cfg, workdir) marks rows `drop="dedup:exact"` / `"dedup:url"` / `"dedup:near"`
+(never deletes them) and writes under workdir, each step atomically (temp dir, done
+marker, rename), so a rerun on the same input resumes after the last finished step:
+
+  exact_dups/   (id, reason)              exact and URL duplicates
+  signatures/   (id, rank, minhash, n_shingles)
+  candidates/   (src, dst)                LSH candidate edges (rank strings, src < dst)
+  edges/        (src, dst, jaccard)       verified near-dup pairs (jaccard = -1 if not verified)
+  components/   (hi, lo)                  node -> component minimum (= survivor)
+  clusters/     (id, cluster)             every member of a cluster of >= 2 docs; cluster = survivor id
+  near_dups/    (id, reason)
+  summary.json  rows and seconds per step; config.json  the config the steps were made with
+
+Everything that grows with the corpus stays in Ray Data blocks and parquet files; the
+driver holds the config, row counts and the fingerprints of components.run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raylm.data import schema
+from raylm.data.dedup import exact
+from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
+from raylm.data.dedup.minhash import MinHashConfig, signatures, string_hashes
+from raylm.data.dedup.survivor import SurvivorRule, id_from_rank, rank_keys
+
+REASON_NEAR = "dedup:near"
+DONE = "_DONE"
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True                  # drop exact duplicates of the normalised text
+    url: bool = False                   # drop duplicates of the normalised URL
+    near: bool = True                   # drop MinHash near duplicates
+    threshold: float = 0.8              # Jaccard of word-shingle sets at which two docs are near dups
+    verify: bool = True                 # check LSH candidates by exact Jaccard (else candidates = decisions)
+    survivor: SurvivorRule = "min_id"   # who survives a group: min_id | longest | score
+    score_column: str = ""              # column read by survivor="score" (higher is better)
+    lowercase: bool = True              # exact text key: lowercase first
+    collapse_whitespace: bool = True    # exact text key: whitespace runs -> one space
+    num_partitions: int = 32            # partitions of every shuffle (keys, buckets, edges, joins)
+    max_rounds: int = 64                # connected-components rounds before giving up
+    workdir: str = ""                   # step outputs (shared filesystem); "" = the run() argument
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    lsh: LSHConfig = field(default_factory=LSHConfig)
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
+        if self.survivor not in ("min_id", "longest", "score"):
+            raise ValueError(f"dedup.survivor must be min_id|longest|score, got {self.survivor!r}")
+        if self.survivor == "score" and not self.score_column:
+            raise ValueError("dedup.survivor='score' needs dedup.score_column")
+        if self.num_partitions < 1:
+            raise ValueError(f"dedup.num_partitions must be >= 1, got {self.num_partitions}")
+        if self.near and self.verify and self.lsh.threshold > self.threshold:
+            raise ValueError(f"dedup.lsh.threshold ({self.lsh.threshold}) above dedup.threshold "
+                             f"({self.threshold}) only loses recall when candidates are verified")
+
+    def exact_config(self) -> exact.ExactDedupConfig:
+        return exact.ExactDedupConfig(text=self.exact, url=self.url, lowercase=self.lowercase,
+                                      collapse_whitespace=self.collapse_whitespace, survivor=self.survivor,
+                                      score_column=self.score_column, num_partitions=self.num_partitions)
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def signature_table(batch: pa.Table, cfg: DedupConfig) -> pa.Table:
+    """(id, rank, minhash fixed_size_list<uint32>[num_perm], n_shingles) of the kept rows."""
+    batch = schema.conform(batch)
+    batch = batch.filter(schema.kept_mask(batch))
+    sig, counts = signatures(batch["text"], cfg.minhash)
+    flat = pa.array(sig.ravel(), pa.uint32())
+    return pa.table({"id": batch["id"].cast(pa.string()),
+                     "rank": rank_keys(batch, cfg.survivor, cfg.score_column).cast(pa.string()),
+                     "minhash": pa.FixedSizeListArray.from_arrays(flat, cfg.minhash.num_perm),
+                     "n_shingles": pa.array(counts, pa.int64())})
+
+
+def unverified(edges: pa.Table) -> pa.Table:
+    return edges.select(["src", "dst"]).append_column("jaccard", pa.array(np.full(edges.num_rows, -1.0)))
+
+
+def cluster_rows(comp: pa.Table, rule: str) -> pa.Table:
+    """(hi, lo) -> (id, cluster) for the members; roots are added by `root_rows`."""
+    return pa.table({"id": id_from_rank(comp["hi"], rule).cast(pa.string()),
+                     "cluster": id_from_rank(comp["lo"], rule).cast(pa.string())})
+
+
+def keyed_by_lo(comp: pa.Table, num_partitions: int) -> pa.Table:
+    part = (string_hashes(comp["lo"]) % np.uint64(num_partitions)).astype(np.int64)
+    return comp.append_column("part", pa.array(part))
+
+
+def root_rows(group: pa.Table, rule: str) -> pa.Table:
+    """Distinct roots of a partition of (hi, lo, part) rows -> (id=root, cluster=root)."""
+    roots = pc.unique(group["lo"].combine_chunks())
+    ids = id_from_rank(roots, rule).cast(pa.string())
+    return pa.table({"id": ids, "cluster": ids})
+
+
+def near_reasons(comp: pa.Table, rule: str) -> pa.Table:
+    ids = id_from_rank(comp["hi"], rule).cast(pa.string())
+    return pa.table({"id": ids, "reason": pa.array([REASON_NEAR] * len(ids), pa.string())},
+                    schema=exact.REASONS_SCHEMA)
+
+
+def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
+    """Single-process reference of run() on one table: (marked docs, clusters (id, cluster)).
+
+    Same pure functions, no Ray and no workdir: for tests and small inputs only.
+    """
+    from raylm.data.dedup import components, lsh, verify
+
+    docs = schema.conform(docs)
+    reasons = [exact.REASONS_SCHEMA.empty_table()]
+    if cfg.exact or cfg.url:
+        ecfg = cfg.exact_config()
+        if cfg.exact:
+            reasons.append(exact.duplicates_in(exact.key_table(docs, "text", ecfg), exact.REASON_TEXT))
+        if cfg.url:
+            keys = exact.key_table(docs, "url", ecfg)
+            keys = keys.filter(pc.invert(pc.is_in(keys["id"], reasons[-1]["id"])))
+            reasons.append(exact.duplicates_in(keys, exact.REASON_URL))
+    clusters = pa.table({"id": pa.array([], pa.string()), "cluster": pa.array([], pa.string())})
+    if cfg.near:
+        sigs = signature_table(docs, cfg)
+        cands = lsh.edges_local(sigs, cfg.lsh, cfg.minhash.num_perm)
+        if cfg.verify and cands.num_rows:
+            e = verify.with_ids(cands, cfg.survivor)
+            text = dict(zip(docs["id"].to_pylist(), docs["text"].to_pylist()))
+            batch = e.append_column("src_text", pa.array([text[i] for i in e["src_id"].to_pylist()], pa.string()))
+            batch = batch.append_column("dst_text", pa.array([text[i] for i in e["dst_id"].to_pylist()], pa.string()))
+            cands = verify.score(batch, cfg.minhash.ngram, cfg.threshold)
+        comp = components.components_local(cands.select(["src", "dst"]))
+        if comp.num_rows:
+            members = cluster_rows(comp, cfg.survivor)
+            clusters = pa.concat_tables([members, root_rows(comp, cfg.survivor)])
+        done = pa.concat_tables(reasons)["id"]
+        near = near_reasons(comp, cfg.survivor)
+        reasons.append(near.filter(pc.invert(pc.is_in(near["id"], done))))
+    all_reasons = pa.concat_tables(reasons)
+    lookup = dict(zip(all_reasons["id"].to_pylist(), all_reasons["reason"].to_pylist()))
+    marked = schema.set_drop(docs, [lookup.get(i) for i in docs["id"].to_pylist()])
+    return marked, clusters
+
+
+# ---------------------------------------------------------------- steps on disk
+
+def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict):
+    """Dataset of step `name`: read if its done marker exists, else build, write atomically, read."""
+    import ray
+
+    path = os.path.join(workdir, name)
+    marker = os.path.join(path, DONE)
+    if not os.path.exists(marker):
+        t0 = time.time()
+        ds = build().materialize()
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        os.makedirs(tmp)
+        ds.write_parquet(tmp)
+        with open(os.path.join(tmp, DONE), "w") as f:
+            json.dump({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}, f)
+        if os.path.exists(path):  # a crashed earlier attempt without a marker
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    with open(marker) as f:
+        summary[name] = json.load(f)
+    if summary[name]["rows"] == 0:
+        return ray.data.from_arrow(out_schema.empty_table())
+    return ray.data.read_parquet(path, schema=out_schema, file_extensions=["parquet"])
+
+
+def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
+    """Refuse to resume from step outputs made with another config."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    want = dataclasses.asdict(cfg)
+    want.pop("workdir")
+    if os.path.exists(path):
+        with open(path) as f:
+            have = json.load(f)
+        if have != want:
+            raise ValueError(f"{workdir} holds dedup outputs of another config; use a new workdir "
+                             f"or delete it. Differences: {sorted(k for k in want if have.get(k) != want[k])}")
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(want, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def run(ds, cfg: DedupConfig, workdir: str | None = None):
+    """Mark exact / URL / near duplicates in `ds` and write the step outputs under workdir.
+
+    Returns the documents with `drop` set (lazy; one join of the documents with the
+    duplicate ids, so their order is not kept). Documents need unique ids.
+    """
+    import functools
+
+    from raylm.data.dedup import components, lsh, verify
+
+    workdir = workdir or cfg.workdir or tempfile.mkdtemp(prefix="raylm-dedup-")
+    _check_workdir(workdir, cfg)
+    p, rule = cfg.num_partitions, cfg.survivor
+    summary: dict = {}
+    reason_sets = []
+
+    if cfg.exact or cfg.url:
+        ecfg = cfg.exact_config()
+        exact_dups = _step(workdir, "exact_dups", exact.REASONS_SCHEMA,
+                           lambda: exact.duplicates(ds, ecfg), summary)
+        reason_sets.append(exact_dups)
+
+    if cfg.near:
+        sig_schema = pa.schema([("id", pa.string()), ("rank", pa.string()),
+                                ("minhash", pa.list_(pa.uint32(), cfg.minhash.num_perm)), ("n_shingles", pa.int64())])
+        sigs = _step(workdir, "signatures", sig_schema, lambda: ds.map_batches(
+            functools.partial(signature_table, cfg=cfg), batch_format="pyarrow", num_cpus=0.5), summary)
+        cands = _step(workdir, "candidates", EDGE_SCHEMA,
+                      lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm), summary)
+        if cfg.verify:
+            build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)  # noqa: E731
+        else:
+            build_edges = lambda: cands.map_batches(unverified, batch_format="pyarrow")  # noqa: E731
+        edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary)
+        comp_schema = components.EDGE_SCHEMA
+        info: dict = {}
+        comp = _step(workdir, "components", comp_schema, lambda: components.run(
+            edges.select_columns(["src", "dst"]), p, cfg.max_rounds, info), summary)
+        summary["components"].update(info)
+
+        def build_clusters():
+            members = comp.map_batches(functools.partial(cluster_rows, rule=rule), batch_format="pyarrow")
+            roots = (comp.map_batches(functools.partial(keyed_by_lo, num_partitions=p), batch_format="pyarrow")
+                     .groupby("part", num_partitions=p)
+                     .map_groups(functools.partial(root_rows, rule=rule), batch_format="pyarrow"))
+            return members.union(roots)
+
+        _step(workdir, "clusters", pa.schema([("id", pa.string()), ("cluster", pa.string())]),
+              build_clusters, summary)
+
+        def build_near():
+            near = comp.map_batches(functools.partial(near_reasons, rule=rule), batch_format="pyarrow")
+            if reason_sets:  # an exact duplicate keeps its "dedup:exact" reason
+                near = near.join(reason_sets[0].select_columns(["id"]), "left_anti", p, on=("id",))
+            return near
+
+        reason_sets.append(_step(workdir, "near_dups", exact.REASONS_SCHEMA, build_near, summary))
+
+    tmp = os.path.join(workdir, "summary.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(tmp, os.path.join(workdir, "summary.json"))
+    if not reason_sets:
+        return ds
+    reasons = reason_sets[0] if len(reason_sets) == 1 else reason_sets[0].union(reason_sets[1])
+    return exact.mark(ds, reasons, p)
