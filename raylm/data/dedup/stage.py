@@ -121,8 +121,11 @@ def near_reasons(comp: pa.Table, rule: str) -> pa.Table:
                     schema=exact.REASONS_SCHEMA)
 
 
-def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
-    """Single-process reference of run() on one table: (marked docs, clusters (id, cluster)).
+def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Single-process reference of run() on one table.
+
+    Returns (marked docs, clusters (id, cluster), pair decisions (src, dst, jaccard) by id;
+    jaccard = -1 when not verified).
 
     Same pure functions, no Ray and no workdir: for tests and small inputs only.
     """
@@ -139,6 +142,7 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
             keys = keys.filter(pc.invert(pc.is_in(keys["id"], reasons[-1]["id"])))
             reasons.append(exact.duplicates_in(keys, exact.REASON_URL))
     clusters = pa.table({"id": pa.array([], pa.string()), "cluster": pa.array([], pa.string())})
+    pairs = verify.SCORED_SCHEMA.empty_table()
     if cfg.near:
         sigs = signature_table(docs, cfg)
         cands = lsh.edges_local(sigs, cfg.lsh, cfg.minhash.num_perm)
@@ -148,6 +152,10 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
             batch = e.append_column("src_text", pa.array([text[i] for i in e["src_id"].to_pylist()], pa.string()))
             batch = batch.append_column("dst_text", pa.array([text[i] for i in e["dst_id"].to_pylist()], pa.string()))
             cands = verify.score(batch, cfg.minhash.ngram, cfg.threshold)
+        else:
+            cands = unverified(cands)
+        pairs = pa.table({"src": id_from_rank(cands["src"], cfg.survivor), "dst": id_from_rank(cands["dst"], cfg.survivor),
+                          "jaccard": cands["jaccard"]}, schema=verify.SCORED_SCHEMA)
         comp = components.components_local(cands.select(["src", "dst"]))
         if comp.num_rows:
             members = cluster_rows(comp, cfg.survivor)
@@ -158,7 +166,7 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table]:
     all_reasons = pa.concat_tables(reasons)
     lookup = dict(zip(all_reasons["id"].to_pylist(), all_reasons["reason"].to_pylist()))
     marked = schema.set_drop(docs, [lookup.get(i) for i in docs["id"].to_pylist()])
-    return marked, clusters
+    return marked, clusters, pairs
 
 
 # ---------------------------------------------------------------- steps on disk
