@@ -28,7 +28,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 class ExtractConfig:
     extractor: Literal["resiliparse", "trafilatura", "strip"] = "resiliparse"  # see module docstring
     main_content: bool = True  # drop navigation / boilerplate (resiliparse heuristics; trafilatura always does)
-    include_title: bool = True  # put the <title> first unless the text already starts with it
+    include_title: bool = True  # put the <title> first unless the text's first line is already part of it
     max_chars: int = 5_000_000  # larger pages are dropped unparsed (chars of HTML)
     min_chars: int = 1  # fewer extracted chars -> drop "extract:empty"
 
@@ -80,7 +80,10 @@ def extract_html(page: str, cfg: ExtractConfig) -> str:
         text, title = _trafilatura(page)
     else:
         text, title = _strip(page)
-    if cfg.include_title and title and not text.startswith(title):
+    first = text.split("\n", 1)[0].strip()
+    # Skip the title when the text already opens with it or with its main part: most sites
+    # title pages "<h1> - Site name" and repeat the <h1> at the top of the content.
+    if cfg.include_title and title and not (first and (first in title or title in first)):
         text = f"{title}\n\n{text}" if text else title
     return text
 
