@@ -72,11 +72,12 @@ def test_schema_check_is_live():
 
 
 @pytest.mark.parametrize("path", LAUNCHER_YAMLS, ids=lambda p: p.name)
-def test_launcher_installs_raylm_and_comments_every_top_level_key(path):
+def test_launcher_installs_raylm_mounts_shared_storage_and_comments_top_level_keys(path):
     cfg = _load(path)
     cmds = cfg.get("setup_commands", []) + cfg.get("head_setup_commands", [])
     assert any("pip install" in c and "raylm" in c for c in cmds), f"{path.name}: no set-up command installs raylm"
     assert cfg["file_mounts"], f"{path.name}: the repo is not copied to the nodes"
+    assert any("/mnt/shared" in c for c in cmds), f"{path.name}: no set-up command provides /mnt/shared"
     for line in path.read_text().splitlines():
         if re.match(r"^[A-Za-z_]+:", line):  # a top-level key
             assert "#" in line, f"{path.name}: top-level key without a comment: {line!r}"
