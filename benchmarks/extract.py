@@ -29,7 +29,8 @@ from raylm.data.extract import ExtractConfig, extract_html, token_f1  # noqa: E4
 # reST markup the HTML never shows: directive names, roles, link targets, labels, toctree
 # and index blocks. Stripped from the gold for the `f1_markup_stripped` figure only.
 _DROP_DIRECTIVES = ("toctree", "index", "highlight", "literalinclude", "sectionauthor", "moduleauthor",
-                    "testsetup", "testcleanup", "include", "only", "raw", "image", "figure", "contents", "tabularcolumns")
+                    "testsetup", "testcleanup", "include", "only", "raw", "image", "figure", "contents",
+                    "tabularcolumns")
 def strip_rst(src: str) -> str:
     """reST source -> roughly the text a reader sees (evaluation only)."""
     out, skip_indent = [], None
@@ -92,7 +93,8 @@ def main():
             best = min(best, time.perf_counter() - t0)
         res[name] = {"f1": f1, "f1_markup_stripped": f1s, "pages_per_s": len(pages) / best}
         print(f"{name:22s} F1 {f1:.4f}  F1 vs markup-stripped gold {f1s:.4f}  {len(pages) / best:7.1f} pages/s")
-    extra = {"f1_markup_stripped": res["resiliparse"]["f1_markup_stripped"], "extractors": res, "pages": len(pages), "docs": args.docs,
+    extra = {"f1_markup_stripped": res["resiliparse"]["f1_markup_stripped"], "extractors": res,
+             "pages": len(pages), "docs": args.docs,
              "f1": "token multiset F1, lower-cased \\w+ tokens, vs _sources/*.rst.txt"}
     records = [
         {"metric": "extraction_f1", "value": res["resiliparse"]["f1"], "unit": "mean token F1",

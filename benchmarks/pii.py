@@ -130,7 +130,8 @@ def main():
         *records,
     ]
     for rec in records:
-        print(f"{rec['metric']}: {rec['value']:.4g} (baseline {rec['baseline']['name']}: {rec['baseline']['value']:.4g})")
+        b = rec["baseline"]
+        print(f"{rec['metric']}: {rec['value']:.4g} (baseline {b['name']}: {b['value']:.4g})")
     write_result("pii", records, extra_versions=("datatrove",))
 
 

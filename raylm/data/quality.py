@@ -31,7 +31,8 @@ class GopherRepetitionConfig:
     dup_para_frac: float = 0.3  # max fraction of paragraphs that are duplicates
     dup_line_char_frac: float = 0.2  # max fraction of chars in duplicate lines
     dup_para_char_frac: float = 0.2  # max fraction of chars in duplicate paragraphs
-    top_ngram_max_frac: dict[str, float] = field(default_factory=lambda: {"2": 0.2, "3": 0.18, "4": 0.16})  # n -> max char frac of most common n-gram
+    # n -> max fraction of chars covered by the most common n-gram
+    top_ngram_max_frac: dict[str, float] = field(default_factory=lambda: {"2": 0.2, "3": 0.18, "4": 0.16})
     dup_ngram_max_frac: dict[str, float] = field(default_factory=lambda: {
         "5": 0.15, "6": 0.14, "7": 0.13, "8": 0.12, "9": 0.11, "10": 0.10})  # n -> max char frac in repeated n-grams
 
@@ -53,7 +54,8 @@ class GopherQualityConfig:
     max_ellipsis_lines_ratio: float = 0.3  # lines ending with an ellipsis / lines
     min_alpha_words_ratio: float = 0.8  # words with at least one letter / words
     min_stop_words: int = 2  # occurrences of the stop words below
-    stop_words: list[str] = field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])  # Gopher's English stop words
+    stop_words: list[str] = field(default_factory=lambda: [
+        "the", "be", "to", "of", "and", "that", "have", "with"])  # Gopher's English stop words
 
     def __post_init__(self):
         if self.min_doc_words > self.max_doc_words or self.min_avg_word_length > self.max_avg_word_length:
@@ -161,7 +163,8 @@ def gopher_quality(text: str, words: list[str], cfg: GopherQualityConfig) -> str
     if (text.count("#") + text.count("...") + text.count("…")) / n > cfg.max_symbol_word_ratio:
         return "gopher_symbol_word_ratio"
     lines = text.splitlines() or [""]
-    if sum(ln.lstrip().startswith(("•", "-", "*", "‣", "◦")) for ln in lines) / len(lines) > cfg.max_bullet_lines_ratio:
+    bullets = sum(ln.lstrip().startswith(("•", "-", "*", "‣", "◦")) for ln in lines)
+    if bullets / len(lines) > cfg.max_bullet_lines_ratio:
         return "gopher_bullet_lines"
     if sum(ln.rstrip().endswith(("...", "…")) for ln in lines) / len(lines) > cfg.max_ellipsis_lines_ratio:
         return "gopher_ellipsis_lines"

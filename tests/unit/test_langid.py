@@ -5,7 +5,8 @@ from raylm.data.langid import LangId, LangIdConfig
 
 EN = "The committee met on Tuesday to discuss the budget for the coming year and the plans that go with it."
 FR = "Le comité s'est réuni mardi pour discuter du budget de l'année prochaine et des projets qui l'accompagnent."
-DE = "Der Ausschuss traf sich am Dienstag, um den Haushalt für das kommende Jahr und die dazugehörigen Pläne zu besprechen."
+DE = ("Der Ausschuss traf sich am Dienstag, um den Haushalt für das kommende Jahr und die dazugehörigen "
+      "Pläne zu besprechen.")
 
 
 @pytest.fixture(scope="module")

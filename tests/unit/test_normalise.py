@@ -7,7 +7,8 @@ from raylm.data.normalise import NormaliseConfig, apply, clean_text, normalise_o
 
 def test_mojibake_entities_controls_and_whitespace():
     cfg = NormaliseConfig()
-    assert clean_text("The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows.", cfg) == "The Mona Lisa doesn't have eyebrows."
+    mojibake = "The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows."
+    assert clean_text(mojibake, cfg) == "The Mona Lisa doesn't have eyebrows."
     assert clean_text("fish &amp; chips", cfg) == "fish & chips"
     assert clean_text("a\x00b\x1bc\u200bd\ufeff", cfg) == "abcd"
     assert clean_text("  a \t\u00a0 b  \r\n\r\n\r\n\n c  ", cfg) == "a b\n\nc"

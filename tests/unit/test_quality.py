@@ -53,10 +53,12 @@ def test_c4_rules_and_line_editing():
     assert check(GOOD + "\nfunction f() { return 1; }", cfg)[1] == "c4_curly_bracket"
     assert check(GOOD + "\nLorem ipsum dolor sit amet.", cfg)[1] == "c4_lorem_ipsum"
     assert check("One short sentence here.", cfg)[1] == "c4_too_few_sentences"
-    noisy = "Home | About | Contact\n" + GOOD + "\nThis site uses cookies to improve your experience.\nPlease enable JavaScript to view this page."
+    noisy = ("Home | About | Contact\n" + GOOD + "\nThis site uses cookies to improve your experience.\n"
+             "Please enable JavaScript to view this page.")
     text, rule = check(noisy, cfg)
     assert rule is None and text == GOOD  # nav, cookie and javascript lines removed
-    off = QualityConfig(c4=C4Config(edit_lines=False), gopher=cfg.gopher, gopher_rep=cfg.gopher_rep, fineweb=cfg.fineweb)
+    off = QualityConfig(c4=C4Config(edit_lines=False), gopher=cfg.gopher, gopher_rep=cfg.gopher_rep,
+                        fineweb=cfg.fineweb)
     assert check(noisy, off) == (noisy, None)
 
 
