@@ -24,21 +24,22 @@ from raylm.model.gpt import GPT, GPTConfig
 TIED = "lm_head.weight"
 
 
-def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def model_state(model: torch.nn.Module, weights: dict | None = None) -> dict[str, torch.Tensor]:
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().contiguous()
-          for k, v in model.state_dict().items()}
+          for k, v in (weights if weights is not None else model.state_dict()).items()}
     sd.pop(TIED, None)  # shares storage with wte.weight; safetensors refuses shared tensors
     return sd
 
 
 def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
-         extra: dict | None = None) -> Path:
-    """Write a checkpoint directory atomically (temp dir, then rename)."""
+         extra: dict | None = None, weights: dict | None = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir, then rename). `weights` overrides
+    `model.state_dict()` (a gathered full state dict under FSDP)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(model_state(model), tmp / "model.safetensors")
+    save_file(model_state(model, weights), tmp / "model.safetensors")
     (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
     if state is not None:
         torch.save(state, tmp / "state.pt")

@@ -52,7 +52,7 @@ class TrainConfig:
     num_workers: int = 1          # Ray Train workers; 0 = run in this process without Ray
     cpus_per_worker: int = 1      # CPUs reserved per worker; torch threads are set to match
     use_gpu: bool = False         # one GPU per worker (NCCL), else CPU (gloo)
-    parallelism: Literal["ddp"] = "ddp"  # data parallel over workers
+    parallelism: Literal["ddp", "fsdp"] = "ddp"  # replicate (DDP) or shard (FSDP2 fully_shard) over workers
     max_failures: int = 0         # worker failures Ray Train recovers from (restart from checkpoint)
     data_dir: str | None = None   # shards + manifest; default <out>/data/shards
     peak_flops: float = 0.0       # per worker FLOP/s for MFU; 0 = detect known GPUs / skip

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -30,6 +32,8 @@ from raylm.train import checkpoint as ckpt
 from raylm.train.config import TrainConfig
 from raylm.train.data import Loader, TokenWindows, _h
 from raylm.train.optim import build_optimizer, lr_at
+from raylm.train.parallel import (full_model_state, load_optimizer_state, local_param_bytes, no_grad_sync,
+                                  optimizer_state, parallelize)
 
 # bf16 dense peak FLOP/s of known accelerators, for MFU when train.peak_flops is 0.
 KNOWN_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -96,22 +100,39 @@ def _all_mean(values: list[float], device) -> list[float]:
 @torch.no_grad()
 def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: int, max_batches: int,
              device, autocast) -> float:
-    """Mean loss over the first max_batches * batch_size * world windows (all if 0), exact across ranks."""
+    """Mean loss over the first max_batches * batch_size * world windows (all if 0), exact across ranks.
+
+    Every rank runs the same number of forward passes (FSDP's all-gathers are collectives); a rank
+    whose share has run out scores a placeholder window with weight 0."""
     model.eval()
     n = windows.num_windows(0)
     limit = n if max_batches == 0 else min(n, max_batches * batch_size * world)
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of token losses, tokens)
-    for start in range(rank, limit, batch_size * world):
-        pos = torch.arange(start, min(limit, start + batch_size * world), world).numpy()
-        win = windows.windows(0, pos, shuffle=False).to(device)
+    for g in range(math.ceil(limit / (batch_size * world))):
+        pos = g * batch_size * world + rank + np.arange(batch_size) * world
+        pos = pos[pos < limit]
+        weight = 1.0 if len(pos) else 0.0
+        win = windows.windows(0, pos if len(pos) else np.zeros(1, dtype=np.int64), shuffle=False).to(device)
         with autocast:
             _, loss = model(win[:, :-1], win[:, 1:])
-        total += torch.tensor([loss.item() * win[:, 1:].numel(), win[:, 1:].numel()], dtype=torch.float64,
-                              device=device)
+        k = win[:, 1:].numel() * weight
+        total += torch.tensor([loss.item() * k, k], dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
     model.train()
     return (total[0] / total[1].clamp(min=1)).item()
+
+
+def _maybe_fail_for_test(step: int, rank: int) -> None:
+    """Fault-injection for the recovery test: RAYLM_FAIL_AT="<step>:<rank>:<marker file>" makes that
+    rank's process exit hard once (the marker makes the replacement worker carry on)."""
+    spec = os.environ.get("RAYLM_FAIL_AT")
+    if not spec:
+        return
+    at, who, marker = spec.split(":", 2)
+    if step == int(at) and rank == int(who) and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(17)
 
 
 def train_worker(config: dict, session=None) -> dict:
@@ -130,19 +151,20 @@ def train_worker(config: dict, session=None) -> dict:
     model = GPT(model_cfg).to(device)
     if config.get("init_from"):
         ckpt.load_weights(model, config["init_from"])
-    optimizer = build_optimizer(model, cfg.optim)
     st = {"step": 0, "data": None, "best_val": math.inf, "bad_evals": 0}
     latest = session.latest_checkpoint()
+    saved = None
     if latest is not None:
-        ckpt.load_weights(model, latest)
+        ckpt.load_weights(model, latest)  # before wrapping: checkpoints hold full weights
         saved = ckpt.load_state(latest)
-        optimizer.load_state_dict(saved["optimizer"])
         st.update({k: saved[k] for k in st})
         if rank == 0:
             print(f"resumed from {latest} at step {st['step']}", flush=True)
     raw_model = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = parallelize(model, cfg.parallelism, world, device)
+    optimizer = build_optimizer(model, cfg.optim)  # after fully_shard: FSDP params are DTensors
+    if saved is not None:
+        load_optimizer_state(model, optimizer, saved["optimizer"], cfg.parallelism)
     if cfg.compile:
         model = torch.compile(model)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext())
@@ -154,6 +176,7 @@ def train_worker(config: dict, session=None) -> dict:
 
         tb = SummaryWriter(config["tb_dir"])
     flops_tok = raw_model.flops_per_token()
+    param_mb = local_param_bytes(raw_model) / 2**20
     peak = cfg.peak_flops or next((v for k, v in KNOWN_PEAK.items() if device.type == "cuda"
                                    and k in torch.cuda.get_device_name(device)), 0.0)
     tokens_per_step = cfg.batch_size * cfg.grad_accum * model_cfg.block_size  # per worker
@@ -173,8 +196,7 @@ def train_worker(config: dict, session=None) -> dict:
         for micro in range(cfg.grad_accum):
             x, y = next(loader)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else model.no_sync()
-            with sync, autocast:
+            with no_grad_sync(model, cfg.parallelism, world, micro == cfg.grad_accum - 1), autocast:
                 _, loss = model(x, y)
             (loss / cfg.grad_accum).backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
@@ -182,6 +204,7 @@ def train_worker(config: dict, session=None) -> dict:
         optimizer.zero_grad(set_to_none=True)
         st["step"] = step = step + 1
         st["data"] = loader.state
+        _maybe_fail_for_test(step, rank)
         steps_since += 1
         is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
         if step % cfg.log_interval == 0 or is_eval:
@@ -193,8 +216,11 @@ def train_worker(config: dict, session=None) -> dict:
                        "flops_per_s": flops_tok * tok_s}
             if peak:
                 metrics["mfu"] = flops_tok * tok_s / peak
+            metrics["param_mem_mb"] = param_mb
             if device.type == "cuda":
                 metrics["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            else:
+                metrics["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             t_last, steps_since = time.perf_counter(), 0
         ckpt_dir = None
         stop = False
@@ -207,9 +233,11 @@ def train_worker(config: dict, session=None) -> dict:
                 st["bad_evals"] += 1
             stop = cfg.early_stopping_patience > 0 and st["bad_evals"] >= cfg.early_stopping_patience
             metrics.update(best_val_loss=st["best_val"], early_stopped=stop)
+            weights = full_model_state(model, cfg.parallelism)  # collectives: every rank takes part
+            opt_state = optimizer_state(model, optimizer, cfg.parallelism)
             if rank == 0:
-                state = {"optimizer": optimizer.state_dict(), **st}
-                ckpt_dir = ckpt.save(Path(config["out"]) / f".ckpt-{step}", raw_model, model_cfg, state,
+                ckpt_dir = ckpt.save(Path(config["out"]) / f".ckpt-{step}", raw_model, model_cfg,
+                                     {"optimizer": opt_state, **st}, weights=weights,
                                      extra={"step": step, "val_loss": val, "data_dir": str(data_dir)})
                 t_last = time.perf_counter()  # checkpoint time is not training throughput
         if step % cfg.log_interval == 0 or is_eval:

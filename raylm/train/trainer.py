@@ -57,7 +57,7 @@ def _ray_worker(config: dict) -> None:
 
 
 def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: int,
-        init_from: str | None = None, storage_path: str | None = None) -> dict:
+        init_from: str | None = None, storage_path: str | None = None, env: dict | None = None) -> dict:
     """Train; returns {"metrics": last metrics, "checkpoint": path of the newest checkpoint}."""
     resolve_model_config(model_cfg, data_dir)  # fail fast on a vocab mismatch or missing manifest
     out_dir = Path(out)
@@ -69,13 +69,13 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
         latest = session.latest_checkpoint()
         result = {"metrics": metrics, "checkpoint": str(latest) if latest else None}
     else:
-        result = _fit_ray(config, cfg, storage_path or str(out_dir.resolve() / "ray"))
+        result = _fit_ray(config, cfg, storage_path or str(out_dir.resolve() / "ray"), env)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
-def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str) -> dict:
+def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str, env: dict | None = None) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -91,7 +91,8 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str) -> dict:
         run_config=RunConfig(
             name=RUN_NAME, storage_path=storage_path,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None)),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None),
+            worker_runtime_env={"env_vars": env} if env else None),
     )
     result = trainer.fit()
     return {"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}
