@@ -157,6 +157,7 @@ _PHONE_WORDS = re.compile(r"phone|\btel\b|tel\.|telephone|call|mobile|\bcell|\bf
 _PHONE_STRONG = re.compile(r"\d{3}([.-])\d{3}\1\d{4}|\d{2}([.-])\d{2}(?:\2\d{2}){2,3}")
 # A number followed by a capitalised word ("6556 106 Rue ...") is a street address, not a phone.
 _STREET_AFTER = re.compile(r"[ ](?!(?:Office|Fax|Mobile|Desk|Tel|Phone|Cell|Home|Work)\b)[A-Z][a-z]")
+_ZIP4 = re.compile(r"\d{5}-\d{4}")  # US ZIP+4, next to "phone" in many address footers
 _DATE = re.compile(r"(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])\b|"
                    r"(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)\d\d\b")
 
@@ -170,7 +171,7 @@ def _phone(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
         s = m.group()
         core = re.split(r"[ ]?(?:x|ext)", s)[0]
         nd = sum(c.isdigit() for c in core)
-        if not 7 <= nd <= 15 or _DATE.match(s.lstrip("+(")):
+        if not 7 <= nd <= 15 or _DATE.match(s.lstrip("+(")) or _ZIP4.fullmatch(s):
             continue
         strong = s.startswith(("+", "(")) or _PHONE_STRONG.fullmatch(core) is not None
         if not strong:

@@ -36,6 +36,7 @@ def test_phone_needs_context_when_weak_and_rejects_dates_and_streets():
     assert types_in("In 9472 7916 cases") == []                # no phone word nearby
     assert types_in("Phone: released 2021-03-04 12:00") == []   # a date, not a phone
     assert types_in("Our office is at 6556 106 Rue Ettat") == []  # street address
+    assert types_in("San Francisco, CA 94129-0244, phone") == []  # ZIP+4
     assert types_in("+1-984-182-0190") == ["phone"]
     assert types_in("+447700677662 mobile") == ["phone"]        # not a card
 
