@@ -227,7 +227,7 @@ def _ray_worker(config: dict) -> None:
 
 
 def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: str | None,
-        model_cfg: GPTConfig | None = None, storage_path: str | None = None) -> dict:
+        model_cfg: GPTConfig | None = None, storage_path: str | None = None, data_dir: str | None = None) -> dict:
     from tokenizers import Tokenizer
 
     from raylm.data.tokenize import EOS
@@ -236,12 +236,14 @@ def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: st
         raise ValueError("run_classify needs finetune.task=classify and finetune.train_file")
     t0 = time.time()
     init_task = None
+    if ft.random_init:
+        init_from = None
     if init_from:
         init_task = json.loads((Path(init_from) / "model.json").read_text()).get("task")
         model_cfg = ckpt.read_model_config(init_from)  # the architecture is the checkpoint's
     elif model_cfg is None:
         raise ValueError("random init (no init_from) needs a model config")
-    tok_path = tokenizer_path(init_from, ft.tokenizer, ft.data_dir)
+    tok_path = tokenizer_path(init_from, ft.tokenizer, ft.data_dir or data_dir)
     tok = Tokenizer.from_file(tok_path)
     vocab = tok.get_vocab_size()
     if model_cfg.vocab_size == 0:

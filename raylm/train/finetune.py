@@ -32,6 +32,7 @@ class FinetuneConfig:
     init_from: str | None = None  # checkpoint dir to start from; None = this run's pretraining checkpoint
     data_dir: str | None = None   # continued pretraining: shards of the new (domain) text; None = this run's
     task: Literal["lm", "classify"] = "lm"  # lm = continued pretraining on shards; classify = head + labels
+    random_init: bool = False      # classify: ignore init_from, start from random weights of `model` (baseline)
     train_file: str | None = None  # classify: labelled training file (.tsv / .csv / .jsonl)
     val_file: str | None = None    # classify: validation file for early stopping; None = no validation
     test_file: str | None = None   # classify: file the final report is computed on; None = val_file
@@ -194,15 +195,24 @@ def load_classifier(path: str | Path) -> tuple[SequenceClassifier, dict]:
     return model.eval(), meta
 
 
-def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str | None,
-                 model_cfg: GPTConfig | None = None, storage_path: str | None = None) -> dict:
-    """Fine-tune a classifier on Ray Train (train.num_workers = 0: in this process) and write
-    <out>/report.{json,md} from the test-set evaluation; returns the report.
+def is_classifier(checkpoint: str | Path) -> bool:
+    """True for a checkpoint written by classification fine-tuning (model.json task=classify)."""
+    p = Path(checkpoint) / "model.json"
+    return p.is_file() and json.loads(p.read_text()).get("task") == "classify"
 
-    init_from None = random init of `model_cfg` (the baseline of the transfer benchmark)."""
+
+def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str | None,
+                 model_cfg: GPTConfig | None = None, storage_path: str | None = None,
+                 data_dir: str | None = None) -> dict:
+    """Fine-tune a classifier on Ray Train (train.num_workers = 0: in this process) and write
+    <out>/report.{json,md} and <out>/result.json ({"metrics", "checkpoint"}) from the
+    test-set evaluation; returns the report.
+
+    init_from None = random init of `model_cfg` (the baseline of the transfer benchmark); the
+    tokenizer then comes from cfg.tokenizer, else the manifest in cfg.data_dir or `data_dir`."""
     from raylm.train.classify_loop import run
 
-    return run(cfg, train, out, seed, init_from, model_cfg, storage_path)
+    return run(cfg, train, out, seed, init_from, model_cfg, storage_path, data_dir)
 
 
 def evaluate_classifier(checkpoint: str, cfg: FinetuneConfig, out: str) -> dict:

@@ -144,3 +144,30 @@ def test_tiny_classify_in_process(tmp_path):
     # a finished run resumed: nothing trains, the same final numbers come back
     rep2 = run_classify(ft, tc, str(out), 1, str(src))
     assert rep2["test"]["confusion_matrix"] == t["confusion_matrix"] and rep2["final"]["step"] == 30
+
+
+def test_early_stopping_and_random_init(tmp_path):
+    """Patience 1 on a metric that saturates at the first evaluation stops at the second; the
+    reported model is the one of the best step. Random init needs a model config."""
+    from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+    from raylm.train.finetune import run_classify
+
+    data, tok_path, src = _tiny_setup(tmp_path)
+    ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
+                        tokenizer=str(tok_path), head_dropout=0.0, freeze_embeddings=True, metric="accuracy")
+    tc = TrainConfig(max_steps=40, batch_size=8, eval_interval=10, log_interval=10, num_workers=0,
+                     early_stopping_patience=1, optim=OptimConfig(lr=3e-3, weight_decay=0.0),
+                     schedule=ScheduleConfig(warmup_steps=0, name="constant"))
+    rep = run_classify(ft, tc, str(tmp_path / "a"), 1, str(src))
+    hist = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    evals = [h for h in hist if "val_accuracy" in h]
+    best = max(evals, key=lambda h: h["val_accuracy"])  # max() keeps the first of equals, as the loop does
+    assert rep["final"]["best_step"] == best["step"]
+    assert rep["final"]["step"] == best["step"] + 10 < 40  # one evaluation without improvement, then stop
+    assert [h["early_stopped"] for h in evals] == [False] * (len(evals) - 1) + [True]
+    assert rep["test"]["accuracy"] == best["val_accuracy"]  # best-step weights were restored (test = val file)
+    with pytest.raises(ValueError, match="model config"):
+        run_classify(ft, tc, str(tmp_path / "b"), 1, None)
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)  # vocab 0: from the tokenizer
+    rep = run_classify(ft, tc, str(tmp_path / "c"), 1, None, model_cfg=cfg)
+    assert rep["init_from"] is None and rep["config"]["model"]["vocab_size"] > 0
