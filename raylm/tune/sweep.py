@@ -1,0 +1,250 @@
+"""`raylm tune`: a Ray Tune sweep in which every trial is a real Ray Train run.
+
+The Ray 2.58 pattern (Train V2): a Tune *function trainable* (`_trial`) builds a `TorchTrainer`
+per trial and runs it; `TuneReportCallback` forwards the workers' reports to Tune, so ASHA sees
+`val_loss` at every `train.eval_interval` (time attribute: `step`) and can stop the trial.
+Stopping a trial kills its Tune actor, which owns the Train controller, which owns the workers
+and their placement group, so the CPUs go back to the next trial. (That clean-up needs the Ray
+dashboard on; with it off, stopped trials never freed their workers, so it is forced on.)
+
+Resources: the trial actor itself holds no CPU (the trainer's workers hold them), so Tune alone
+would start every trial at once; `max_concurrent_trials` (default: cluster CPUs divided by the
+CPUs one trial's workers take) keeps the pending Train runs from piling up.
+
+Layout under `<out>/tune/`: `<name>/` Tune's experiment (restore point for `--resume`),
+`trials/<trial_id>/` each trial's resolved config, metrics.jsonl and Ray Train run,
+`tb/<trial_id>/` TensorBoard events (`tensorboard --logdir <out>/tune/tb` shows the sweep),
+`report.md` (+ PNGs) and `best.yaml` (a config `raylm train` runs directly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from raylm import config as C
+from raylm.tune.config import Param, apply_values, parse_space
+from raylm.tune.report import best_trial, write_report
+
+# The trial actor needs no CPU, but a Tune resource request cannot be empty: 1 MiB of memory.
+TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 20}
+
+
+def plain(v: Any) -> Any:
+    """numpy scalars (what Tune's samplers return) -> Python, so configs and YAML stay plain."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, list | dict) else v
+
+
+def to_domain(p: Param):
+    """One parsed axis -> a Ray Tune search domain."""
+    from ray import tune
+
+    if p.sampler == "grid":
+        return tune.grid_search(p.args)
+    if p.sampler == "choice":
+        return tune.choice(p.args)
+    lo, hi = p.args
+    if p.sampler == "uniform":
+        return tune.randint(lo, hi + 1) if p.integer else tune.uniform(lo, hi)
+    return tune.lograndint(lo, hi + 1) if p.integer else tune.loguniform(lo, hi)
+
+
+def build_scheduler(tc, max_steps: int, eval_interval: int):
+    """tune.scheduler -> a Tune scheduler on time attribute `step` (optimizer steps)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    max_t = tc.max_t or max_steps
+    grace = tc.grace_period or eval_interval
+    if grace > max_t:
+        raise ValueError(f"tune.grace_period ({grace}) exceeds max_t ({max_t} steps)")
+    if tc.scheduler == "asha":
+        return ASHAScheduler(time_attr="step", max_t=max_t, grace_period=grace,
+                             reduction_factor=tc.reduction_factor)
+    if tc.scheduler == "hyperband":
+        # Synchronous HyperBand pauses trials; a paused trial resumes from its Ray Train checkpoint.
+        return HyperBandScheduler(time_attr="step", max_t=max_t, reduction_factor=tc.reduction_factor)
+    if tc.scheduler == "median":
+        return MedianStoppingRule(time_attr="step", grace_period=grace, min_samples_required=3)
+    return FIFOScheduler()
+
+
+def build_searcher(tc, seed: int, concurrency: int):
+    """random/grid or Optuna TPE, holding at most `concurrency` trials live. (Tune ignores
+    TuneConfig.max_concurrent_trials when given a BasicVariantGenerator instance, so the limit
+    is set here for both.)"""
+    if tc.searcher == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        # TPE; metric and mode come from tune.TuneConfig
+        return ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=concurrency)
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+
+
+def default_concurrency(train_cfg, resources: dict) -> int:
+    """How many trials' workers fit on the cluster at once (at least 1)."""
+    fit = int(resources.get("CPU", 0)) // (train_cfg.num_workers * train_cfg.cpus_per_worker)
+    if train_cfg.use_gpu:
+        fit = min(fit, int(resources.get("GPU", 0)) // train_cfg.num_workers)
+    return max(1, fit)
+
+
+def _eval_report_callback(metric: str):
+    """TuneReportCallback that forwards only reports carrying `metric` (the loop reports at log
+    intervals too; Tune's strict metric check rejects a result without the metric)."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class EvalReports(TuneReportCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            if metrics and metric in metrics[0]:
+                super().after_report(run_context, metrics, checkpoint)
+
+    return EvalReports()
+
+
+def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str, metric: str) -> None:
+    """One trial: sampled values -> strict RootConfig -> a Ray Train run reporting to Tune."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from raylm.train.trainer import RUN_NAME, _ray_worker
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = apply_values(base, {k: plain(v) for k, v in config.items()})
+    t = cfg.train
+    trial_out = Path(tune_dir) / "trials" / trial_id
+    C.save(cfg, trial_out / "config.yaml")
+    loop_config = {"model": cfg.model, "train": t, "data_dir": data_dir, "seed": cfg.seed, "init_from": None,
+                   "out": str(trial_out), "tb_dir": str(Path(tune_dir) / "tb" / trial_id)}
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
+                                               resources_per_worker=resources),
+        # A distinct storage path per trial (trial ids are stable across --resume, so an
+        # interrupted trial continues from its newest Train checkpoint).
+        run_config=ray.train.RunConfig(
+            name=RUN_NAME, storage_path=f"{storage}/trials/{trial_id}",
+            failure_config=ray.train.FailureConfig(max_failures=max(0, t.max_failures)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_checkpoints or None),
+            callbacks=[_eval_report_callback(metric)]),
+    )
+    trainer.fit()
+
+
+def ensure_shards(cfg, out: Path) -> Path:
+    """The base run's shards (train.data_dir or <out>/data/shards); built by the data step if absent."""
+    if cfg.train.data_dir:
+        shards = Path(cfg.train.data_dir).resolve()
+        if not (shards / "manifest.json").is_file():
+            raise FileNotFoundError(f"train.data_dir={shards} has no manifest.json: run `raylm data` first")
+        return shards
+    shards = out / "data" / "shards"
+    if not (shards / "manifest.json").is_file():
+        from raylm.data import pipeline
+
+        print(f"[raylm] tune: no shards at {shards}; running the data step first", flush=True)
+        C.save(cfg, out / "data" / "config.yaml")
+        pipeline.run(cfg.data, out / "data", cfg.seed)
+    return shards
+
+
+def collect(results, params: list[Param], metric: str) -> list[dict]:
+    """ResultGrid -> plain trial records for the report (no Ray types past this point)."""
+    records = []
+    for r in results:
+        df = r.metrics_dataframe
+        history = []
+        if df is not None and metric in df.columns:
+            for step, value in zip(df["step"], df[metric]):
+                if value is not None and not math.isnan(float(value)):
+                    history.append({"step": int(step), metric: float(value)})
+        config = r.config or {}
+        records.append({"trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name,
+                        "params": {p.key: plain(config.get(p.key)) for p in params},
+                        "history": history, "error": str(r.error).splitlines()[0] if r.error else None})
+    return sorted(records, key=lambda rec: rec["trial_id"])
+
+
+def run(cfg, config_path: str | None, overrides: list[str], address: str | None, resume: bool) -> dict:
+    """Run (or with `resume`, continue) the sweep described by `cfg.tune`; write the report and
+    best.yaml. Returns {"best": record, "trials": records, "report": path, "best_config": path}."""
+    import ray
+    from ray import tune
+
+    from raylm.cluster import connect
+
+    tc, t = cfg.tune, cfg.train
+    if t.num_workers < 1:
+        raise ValueError("tune needs train.num_workers >= 1: each trial is a Ray Train run")
+    base = C.to_dict(cfg)
+    params = parse_space(tc.space, base)
+    out = Path(cfg.out).resolve()
+    tune_dir = out / "tune"
+    storage = (f"{cfg.cluster.storage_path.rstrip('/')}/{out.name}/tune" if cfg.cluster.storage_path
+               else str(tune_dir))
+    exp_path = f"{storage}/{tc.name}"
+    cluster_cfg = cfg.cluster
+    if not cluster_cfg.include_dashboard:
+        print("[raylm] tune: turning the Ray dashboard on (Tune + Train leak stopped trials' workers "
+              "without it)", flush=True)
+        cluster_cfg = dataclasses.replace(cluster_cfg, include_dashboard=True)
+    connect(cluster_cfg, address)
+    shards = ensure_shards(cfg, out)
+    C.save(cfg, tune_dir / "config.yaml")
+
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=base, data_dir=str(shards), tune_dir=str(tune_dir), storage=storage,
+                             metric=tc.metric),
+        TRIAL_DRIVER_RESOURCES)
+    if resume:
+        if not tune.Tuner.can_restore(exp_path):
+            raise FileNotFoundError(f"--resume: no sweep to restore at {exp_path}")
+        print(f"[raylm] tune: resuming {exp_path} (finished trials are kept)", flush=True)
+        tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if Path(exp_path).exists() and "://" not in exp_path:
+            raise FileExistsError(f"{exp_path} exists: continue it with --resume, or set tune.name "
+                                  f"(--set tune.name=...) for a new sweep")
+        concurrency = tc.max_concurrent_trials or default_concurrency(t, ray.cluster_resources())
+        print(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
+              f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU each)",
+              flush=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={p.key: to_domain(p) for p in params},
+            tune_config=tune.TuneConfig(
+                metric=tc.metric, mode=tc.mode, num_samples=tc.num_samples,
+                scheduler=build_scheduler(tc, t.max_steps, t.eval_interval),
+                search_alg=build_searcher(tc, cfg.seed if tc.seed is None else tc.seed, concurrency)),
+            run_config=tune.RunConfig(name=tc.name, storage_path=storage,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    results = tuner.fit()
+    records = collect(results, params, tc.metric)
+    max_t = tc.max_t or t.max_steps
+    best = best_trial(records, tc.metric, tc.mode, max_t)
+    out_cfg = {}
+    if best is not None:
+        best_cfg = apply_values(base, best["params"])
+        # A fresh output folder on the sweep's shards, so `raylm train best.yaml` neither resumes
+        # the base run's checkpoints nor rebuilds the data.
+        best_cfg.out = f"{cfg.out.rstrip('/')}/tune/best"
+        best_cfg.train.data_dir = str(shards)
+        out_cfg["best_config"] = str(C.save(best_cfg, tune_dir / "best.yaml"))
+    report = write_report(records, tune_dir, tc.metric, tc.mode, max_t, best)
+    (tune_dir / "trials.json").write_text(json.dumps(records, indent=2))
+    if best is not None:
+        final = best["history"][-1]
+        print(f"[raylm] tune done: best trial {best['trial_id']} {tc.metric} {final[tc.metric]:.4f} at step "
+              f"{final['step']} with {best['params']}; config {out_cfg['best_config']}", flush=True)
+    print(f"[raylm] report: {report}; TensorBoard: tensorboard --logdir {tune_dir / 'tb'}", flush=True)
+    return {"best": best, "trials": records, "report": str(report), **out_cfg}

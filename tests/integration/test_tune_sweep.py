@@ -1,0 +1,57 @@
+"""A real ASHA sweep on one shared local Ray (2 CPUs): 4 trials of 1 worker x 1 CPU, two at a
+time, each a Ray Train run. Shows weak trials stopped before max_steps, their CPUs going to the
+trials that start later, the report and a best.yaml that loads, and --resume re-running nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raylm import config as C
+from raylm.root import RootConfig
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # ~60-90 s on 2 cores: Ray Train start-up dominates each trial
+
+
+def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, tmp_path):
+    from raylm.tune import sweep
+
+    out = tmp_path / "run"
+    overrides = [
+        f"out={out}", f"train.data_dir={tiny_shards}", "train.max_steps=20", "train.eval_interval=5",
+        "train.log_interval=5", "train.eval_batches=2", "train.schedule.warmup_steps=0",
+        # Two good and two hopeless learning rates, in grid order: trials 3 and 4 can only start
+        # once trials 1 and 2 have given their CPUs back.
+        "tune.space={train.optim.lr: {grid: [3.0e-3, 1.0e-5, 2.0e-3, 1.0e-5]}}",
+        "tune.num_samples=1", "tune.grace_period=5", "tune.reduction_factor=2",
+    ]
+    cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
+    res = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=False)
+
+    trials = res["trials"]
+    assert len(trials) == 4
+    assert all(t["history"] and not t["error"] for t in trials), trials  # all four ran: CPUs were freed
+    last = {t["trial_id"]: t["history"][-1]["step"] for t in trials}
+    assert any(s < 20 for s in last.values()), last         # ASHA stopped at least one before the end
+    assert any(s == 20 for s in last.values()), last
+    best = res["best"]
+    assert best["params"]["train.optim.lr"] in (3.0e-3, 2.0e-3)
+
+    tune_dir = out / "tune"
+    report = (tune_dir / "report.md").read_text()
+    assert "stopped at step" in report and best["trial_id"] in report
+    assert (tune_dir / "curves.png").is_file()
+    assert len(list((tune_dir / "tb").iterdir())) == 4     # one TensorBoard run per trial
+    loaded = C.load(RootConfig, tune_dir / "best.yaml")    # what `raylm train best.yaml` reads
+    assert loaded.train.optim.lr == best["params"]["train.optim.lr"]
+    assert Path(loaded.train.data_dir) == Path(tiny_shards).resolve()
+
+    # --resume on the finished sweep keeps every trial and trains nothing more.
+    lines = {p: len(p.read_text().splitlines()) for p in (tune_dir / "trials").glob("*/metrics.jsonl")}
+    again = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=True)
+    assert sorted(t["trial_id"] for t in again["trials"]) == sorted(last)
+    assert {p: len(p.read_text().splitlines()) for p in lines} == lines
+    assert json.loads((tune_dir / "trials.json").read_text())[0]["trial_id"] in last
