@@ -31,7 +31,7 @@ from raylm.train.config import TrainConfig
 from raylm.train.data import _h
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.loop import LocalSession, setup_device
+from raylm.train.loop import LocalSession, _all_mean, setup_device
 
 RUN_NAME = "classify"
 
@@ -162,7 +162,8 @@ def classify_worker(config: dict, session=None) -> dict:
         is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
         if not (is_eval or step % cfg.log_interval == 0):
             continue
-        metrics = {"step": step, "loss": loss.item(), "lr": lr, "grad_norm": float(gnorm),
+        loss_mean, gnorm_mean = _all_mean([loss.item(), float(gnorm)], device)
+        metrics = {"step": step, "loss": loss_mean, "lr": lr, "grad_norm": gnorm_mean,
                    "seconds": time.perf_counter() - t0}
         ckpt_dir = None
         if is_eval and val_ids:
@@ -181,12 +182,10 @@ def classify_worker(config: dict, session=None) -> dict:
             metrics.update(best_val=st["best"], best_step=st["best_step"], early_stopped=st["done"])
         if is_eval and rank == 0:
             state = {"optimizer": optimizer.state_dict(), **st}
+            # a resumed run needs the best weights too, when they are not the current ones
+            extra = {"best.safetensors": best_weights} if best_weights and st["best_step"] != step else None
             ckpt_dir = save_classifier(out / f".ckpt-{step}", raw, model_cfg, {**meta, "step": step}, state,
-                                       files=files)
-            if best_weights is not None and st["best_step"] != step:  # resume needs the best weights too
-                from safetensors.torch import save_file
-
-                save_file(best_weights, ckpt_dir / "best.safetensors")
+                                       files=files, tensors=extra)
         if rank == 0:
             print("[finetune] " + " ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}"
                                            for a, b in metrics.items()), flush=True)

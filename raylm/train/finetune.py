@@ -154,9 +154,10 @@ def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, meta: dict,
                     state: dict | None = None, weights: dict | None = None,
-                    files: dict[str, str] | None = None) -> Path:
+                    files: dict[str, str] | None = None, tensors: dict[str, dict] | None = None) -> Path:
     """Write a classifier checkpoint directory atomically (temp dir, then rename); `files` are
-    extra text files (name -> content), e.g. the tokenizer, so the directory is self-contained."""
+    extra text files (name -> content), e.g. the tokenizer, so the directory is self-contained;
+    `tensors` extra safetensors files (name -> state dict)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -165,6 +166,8 @@ def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, me
     (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), "task": "classify", **meta}, indent=2))
     for name, text in (files or {}).items():
         (tmp / name).write_text(text)
+    for name, sd in (tensors or {}).items():  # e.g. best.safetensors: the best-validation weights
+        save_file(sd, tmp / name)
     if state is not None:
         torch.save(state, tmp / "state.pt")
     if path.exists():

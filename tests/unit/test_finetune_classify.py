@@ -171,3 +171,25 @@ def test_early_stopping_and_random_init(tmp_path):
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)  # vocab 0: from the tokenizer
     rep = run_classify(ft, tc, str(tmp_path / "c"), 1, None, model_cfg=cfg)
     assert rep["init_from"] is None and rep["config"]["model"]["vocab_size"] > 0
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path):
+    """Remove the last checkpoint (a crash after step 10): the rerun resumes at step 10 and ends
+    with the same test loss as the uninterrupted run (batches and dropout depend on the step only)."""
+    import shutil
+
+    from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+    from raylm.train.finetune import run_classify
+
+    data, tok_path, src = _tiny_setup(tmp_path)
+    ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
+                        tokenizer=str(tok_path), head_dropout=0.2, metric="loss")
+    tc = TrainConfig(max_steps=20, batch_size=4, eval_interval=10, log_interval=10, num_workers=0, keep_checkpoints=0,
+                     optim=OptimConfig(lr=1e-3), schedule=ScheduleConfig(warmup_steps=2))
+    full = run_classify(ft, tc, str(tmp_path / "full"), 3, str(src))
+    out = tmp_path / "cut"
+    run_classify(ft, tc, str(out), 3, str(src))
+    shutil.rmtree(out / "checkpoints" / "step-20")
+    again = run_classify(ft, tc, str(out), 3, str(src))
+    assert again["final"]["step"] == 20
+    assert again["test"]["loss"] == pytest.approx(full["test"]["loss"], rel=1e-6)
