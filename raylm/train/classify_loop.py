@@ -133,7 +133,8 @@ def classify_worker(config: dict, session=None) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
-    meta = {"labels": labels, "pooling": ft.pooling, "tokenizer": "tokenizer.json", "init_from": config.get("init_from"),
+    meta = {"labels": labels, "pooling": ft.pooling, "tokenizer": "tokenizer.json",
+            "init_from": config.get("init_from"),
             "max_len": max_len, "pad_id": pad_id}
     files = {"tokenizer.json": config["tokenizer_json"]}
     if rank == 0:

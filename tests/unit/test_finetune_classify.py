@@ -75,7 +75,8 @@ def test_padding_does_not_change_logits(pooling):
 def test_freeze_and_layerwise_groups():
     m = _clf()
     n = freeze(m, embeddings=True, layers=1)
-    assert n == m.gpt.wte.weight.numel() + m.gpt.wpe.weight.numel() + sum(p.numel() for p in m.gpt.blocks[0].parameters())
+    block0 = sum(p.numel() for p in m.gpt.blocks[0].parameters())
+    assert n == m.gpt.wte.weight.numel() + m.gpt.wpe.weight.numel() + block0
     assert not m.gpt.wte.weight.requires_grad and m.gpt.blocks[1].attn.c_attn.weight.requires_grad
     groups = param_groups(m, 0.1, head_lr_mult=10.0, layer_decay=0.5)
     scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
@@ -130,7 +131,8 @@ def test_tiny_classify_in_process(tmp_path):
                         tokenizer=str(tok_path), pooling="mean", head_lr_mult=5.0, layer_decay=0.8,
                         balanced_class_weights=True, positive_label="1", head_dropout=0.0)
     tc = TrainConfig(max_steps=30, batch_size=8, eval_interval=10, log_interval=10, num_workers=0,
-                     optim=OptimConfig(lr=3e-3, weight_decay=0.0), schedule=ScheduleConfig(warmup_steps=0, name="constant"))
+                     optim=OptimConfig(lr=3e-3, weight_decay=0.0),
+                     schedule=ScheduleConfig(warmup_steps=0, name="constant"))
     out = tmp_path / "ft"
     rep = run_classify(ft, tc, str(out), 1, str(src))
     t = rep["test"]

@@ -36,7 +36,8 @@ def test_agreement_by_hand():
 
 
 def test_sheet_round_trip_blinded(tmp_path):
-    samples = {"pretrained": [{"prompt": "p1", "text": 'a "quoted", line\nwith newline'}, {"prompt": "p2", "text": "b"}],
+    samples = {"pretrained": [{"prompt": "p1", "text": 'a "quoted", line\nwith newline'},
+                              {"prompt": "p2", "text": "b"}],
                "random": [{"prompt": "p1", "text": "c <b>"}, {"prompt": "p2", "text": "d"}]}
     res = export_sheet(samples, tmp_path / "sheet", raters=["ann", "bob"], blind=True, seed=3)
     assert res["rows"] == 4 and len(res["files"]) == 4
