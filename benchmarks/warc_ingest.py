@@ -13,6 +13,7 @@ MB/s counts compressed input bytes. Passes are interleaved `--reps` times; media
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -78,6 +79,7 @@ def main() -> None:
            "context": {"fastwarc_bare_iteration_mb_s": round(results["fastwarc"][0], 2),
                        "records": {k: v[1] for k, v in results.items()},
                        "files": [Path(f).name for f in files], "input_mb": round(mb, 3), "reps": args.reps,
+                       "load_average_1m_at_end": round(os.getloadavg()[0], 1),
                        "note": "raylm also checks record lengths, undoes HTTP encodings, detects charsets, "
                                "decodes text and builds rows; warcio only yields payload bytes"}}
     write_result("warc_ingest", rec, extra_versions=("warcio", "fastwarc", "aiohttp"))
