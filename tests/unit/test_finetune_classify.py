@@ -195,3 +195,17 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     again = run_classify(ft, tc, str(out), 3, str(src))
     assert again["final"]["step"] == 20
     assert again["test"]["loss"] == pytest.approx(full["test"]["loss"], rel=1e-6)
+
+
+def test_config_loads_through_the_strict_loader():
+    from raylm.config import from_dict
+
+    sst = from_dict(FinetuneConfig, {"task": "classify", "train_file": "sst2/train.tsv", "text_column": "sentence",
+                                     "label_map": {"0": "negative", "1": "positive"}, "positive_label": "positive",
+                                     "head_lr_mult": "1e1", "layer_decay": 0.8}, "finetune")
+    assert sst.head_lr_mult == 10.0 and sst.label_map["1"] == "positive"
+    ag = from_dict(FinetuneConfig, {"task": "classify", "train_file": "ag.tsv", "header": False,
+                                    "columns": ["text", "label"], "metric": "macro_f1"}, "finetune")
+    assert ag.columns == ["text", "label"] and not ag.header
+    with pytest.raises(ValueError):
+        from_dict(FinetuneConfig, {"pooling": "max"}, "finetune")
