@@ -239,6 +239,10 @@ def test_private_addresses_refused_by_default(server):
     res = run_host([(f"http://127.0.0.1:{port}/", 0), (f"http://localhost:{port}/", 0),
                     (f"http://[::1]:{port}/", 0)], cfg, ["127.0.0.1", "localhost", "::1"])
     assert [r["outcome"] for r in res] == ["refused_address"] * 3
+    # Without robots the page request itself is refused at connect time (resolver check).
+    res = run_host([(f"http://localhost:{port}/", 0)], _cfg(allow_private_addresses=False, obey_robots=False),
+                   ["localhost"])
+    assert res[0]["outcome"] == "refused_address" and res[0]["attempts"] == 1
     assert server.state.log == []  # not even robots.txt was asked for
 
 
