@@ -197,11 +197,14 @@ def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: 
                 writer.flush()  # keep finished pages even if the task dies afterwards
         hosts.append(row["host"])
         fetched.append(len(items))
-    return pa.table({"host": hosts, "fetched": fetched})
+    import ray  # only to say where this ran (the cluster test checks that hosts spread over nodes)
+
+    node = ray.get_runtime_context().get_node_id()
+    return pa.table({"host": hosts, "fetched": fetched, "node": [node] * len(hosts)})
 
 
 def _fetch_round(groups: dict[str, list[tuple[str, int]]], cfg: CrawlConfig, allowed: list[str], parts: Path,
-                 r: int) -> None:
+                 r: int) -> list[str]:
     import ray
 
     items = [{"host": h, "urls": [u for u, _ in g], "depths": [d for _, d in g], "round": r}
@@ -209,7 +212,8 @@ def _fetch_round(groups: dict[str, list[tuple[str, int]]], cfg: CrawlConfig, all
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(_fetch_groups, fn_kwargs={"cfg": cfg, "allowed": allowed, "parts": str(parts)},
                         batch_size=1, batch_format="pyarrow", num_cpus=cfg.num_cpus, max_retries=2)
-    ds.materialize()  # results are in the part files; this only waits for the tasks
+    # Results are in the part files; what comes back is one small row per host.
+    return [n for t in ds.iter_batches(batch_format="pyarrow", batch_size=None) for n in t.column("node").to_pylist()]
 
 
 def _seeds(cfg: CrawlConfig) -> list[str]:
@@ -259,6 +263,7 @@ def crawl(cfg: CrawlConfig) -> dict:
         if (_round_dir(work, r) / "_DONE").exists():
             return _summarise(work, r)  # finished earlier: nothing to fetch
     seeds_hosts = None
+    nodes: Counter = Counter()
     allowed = cfg.allowed_hosts
     queued = sum(pq.read_metadata(_round_dir(work, i) / "frontier.parquet").num_rows for i in range(r + 1))
     while True:
@@ -274,7 +279,7 @@ def crawl(cfg: CrawlConfig) -> dict:
         done = set(_read_parts(parts, ["requested_url"]).column(0).to_pylist())
         todo = group_by_host([(u, d) for u, d in frontier if u not in done])
         if todo:
-            _fetch_round(todo, cfg, allowed, parts, r)
+            nodes.update(_fetch_round(todo, cfg, allowed, parts, r))
         results = _read_parts(parts, ["url", "depth", "outcome", "links"])
         seen = set(pq.read_table(rd / "seen.parquet").column("url").to_pylist())
         nxt = next_frontier(results, seen, allowed, cfg.max_depth, cfg.max_pages - queued)
@@ -288,7 +293,7 @@ def crawl(cfg: CrawlConfig) -> dict:
         stats = _summarise(work, r)
         _write_text_atomic(rd / "_DONE", json.dumps(stats) + "\n")
         if not nxt:
-            return stats
+            return {**stats, "host_tasks_per_node": dict(nodes)}  # this run only; not in stats.json
         r += 1
 
 
