@@ -213,11 +213,12 @@ def test_pacing_and_concurrency_per_host(server):
     server.state.log.clear()
     _fetch(server, [f"/page/{i}.html" for i in range(5)], _cfg(min_delay_s=0.05))
     starts = sorted(at for _, at in server.state.log)  # robots.txt counts as a request too
-    assert len(starts) == 6 and all(b - a >= 0.045 for a, b in zip(starts, starts[1:]))
+    assert len(starts) == 6 and all(b - a >= 0.045 for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_robots_crawl_delay(server):
-    server.state.robots = "User-agent: raylm-test\nCrawl-delay: 0.2\nDisallow: /page/3.html\n\nUser-agent: *\nDisallow: /\n"
+    server.state.robots = ("User-agent: raylm-test\nCrawl-delay: 0.2\nDisallow: /page/3.html\n\n"
+                           "User-agent: *\nDisallow: /\n")
     res = _fetch(server, [f"/page/{i}.html" for i in range(1, 4)])
     assert [res[f"/page/{i}.html"]["outcome"] for i in range(1, 4)] == ["ok", "ok", "robots_disallowed"]
     starts = [at for p, at in server.state.log if p.startswith("/page/")]

@@ -7,8 +7,7 @@ import pytest
 
 from raylm.data import schema
 from raylm.data.ingest.crawl import PART_SCHEMA, PartWriter, group_by_host, next_frontier, result_row
-from raylm.data.ingest.crawl_url import (address_refused, extract_links, host_allowed, normalize,
-                                         parse_sitemap)
+from raylm.data.ingest.crawl_url import address_refused, extract_links, host_allowed, normalize, parse_sitemap
 from raylm.data.ingest.robots import policy_from_response, product_token
 
 

@@ -29,7 +29,7 @@ def test_wrong_declared_charset_falls_through():
 
 
 def test_bom_and_unknown_label():
-    assert decode("\ufeffhello".encode("utf-8")).text == "hello"
+    assert decode("\ufeffhello".encode()).text == "hello"
     assert decode("hello".encode("utf-16")).text == "hello"
     assert decode(b"plain ascii", "no-such-charset").text == "plain ascii"
 

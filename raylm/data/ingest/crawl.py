@@ -115,7 +115,7 @@ def next_frontier(results: pa.Table, seen: set[str], allowed: list[str], max_dep
     seen.update(u for u in results.column("url").to_pylist() if u)
     out: list[tuple[str, int]] = []
     for depth, outcome, links in zip(results.column("depth").to_pylist(), results.column("outcome").to_pylist(),
-                                     results.column("links").to_pylist()):
+                                     results.column("links").to_pylist(), strict=True):
         # A cross-host redirect is the same page reached another way: it keeps its depth.
         d = depth if outcome == "redirect" else depth + 1
         if d > max_depth:
@@ -188,7 +188,7 @@ def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: 
     for row in batch.to_pylist():
         writer = PartWriter(Path(parts), row["host"], cfg.part_rows)
         done = writer.done_urls()
-        items = [(u, d) for u, d in zip(row["urls"], row["depths"]) if u not in done]
+        items = [(u, d) for u, d in zip(row["urls"], row["depths"], strict=True) if u not in done]
         if items:
             try:
                 # After round 0 the host's last request may be a moment ago: wait one delay first.
@@ -233,7 +233,7 @@ def _summarise(work: Path, last: int) -> dict:
     lines = []
     for r in range(last + 1):
         t = _read_parts(_round_dir(work, r) / "parts", ["requested_url", "outcome", "status", "error"])
-        for url, outcome, status, error in zip(*(c.to_pylist() for c in t.columns)):
+        for url, outcome, status, error in zip(*(c.to_pylist() for c in t.columns), strict=True):
             counts[outcome] += 1
             if outcome != "ok":
                 lines.append(json.dumps({"url": url, "reason": outcome, "status": status, "error": error,
@@ -269,7 +269,7 @@ def crawl(cfg: CrawlConfig) -> dict:
     while True:
         rd = _round_dir(work, r)
         ft = pq.read_table(rd / "frontier.parquet")
-        frontier = list(zip(ft.column("url").to_pylist(), ft.column("depth").to_pylist()))
+        frontier = list(zip(ft.column("url").to_pylist(), ft.column("depth").to_pylist(), strict=True))
         if not allowed:
             if seeds_hosts is None:
                 seeds_hosts = sorted({host_of(u) for u in pq.read_table(

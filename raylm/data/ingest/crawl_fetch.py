@@ -25,8 +25,15 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 
 from raylm.data.ingest.charset import decode, looks_binary, parse_content_type
-from raylm.data.ingest.crawl_url import (address_refused, extract_links, host_allowed, host_of, is_ip_literal,
-                                         normalize, parse_sitemap)
+from raylm.data.ingest.crawl_url import (
+    address_refused,
+    extract_links,
+    host_allowed,
+    host_of,
+    is_ip_literal,
+    normalize,
+    parse_sitemap,
+)
 from raylm.data.ingest.robots import RobotsPolicy, policy_from_response
 
 if TYPE_CHECKING:
@@ -125,12 +132,12 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HostFetcher:
