@@ -33,9 +33,14 @@ def ray_session():
     """One Ray for all integration tests: 2 CPUs, dashboard on (Tune + Train need it)."""
     import ray
 
+    import socket
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    with socket.socket() as s:  # a free port: another Ray on this machine may hold 8265
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False,
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_port=port, log_to_driver=False,
                  configure_logging=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()

@@ -17,15 +17,25 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from raylm.config import dump
 from raylm.data import shards, stats
+from raylm.data.augment import AugmentConfig
+from raylm.data.content import ContentConfig
+from raylm.data.dedup.stage import DedupConfig
+from raylm.data.extract import ExtractConfig
+from raylm.data.ingest.crawl import CrawlConfig
 from raylm.data.ingest.files import FilesConfig
-from raylm.data.schema import kept_mask
+from raylm.data.ingest.warc import WarcConfig
+from raylm.data.langid import LangIdConfig
+from raylm.data.normalise import NormaliseConfig
+from raylm.data.pii import PiiConfig
+from raylm.data.quality import QualityConfig
+from raylm.data.schema import DOC_COLUMNS, conform, kept_mask
 from raylm.data.shards import ShardConfig
 from raylm.data.tokenize import EOS, TokenizerConfig, token_dtype
 
@@ -35,6 +45,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class IngestConfig:
     files: FilesConfig = field(default_factory=FilesConfig)  # txt / jsonl / parquet inputs
+    warc: WarcConfig = field(default_factory=WarcConfig)     # WARC / WET files (used when paths given)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)  # web crawl (used when seeds/sitemap given)
 
 
 @dataclass
@@ -50,6 +62,14 @@ class SplitConfig:
 class DataConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     steps: list[str] = field(default_factory=list)  # cleaning stages, in order; names are keys of STEPS
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
+    langid: LangIdConfig = field(default_factory=LangIdConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
@@ -58,11 +78,25 @@ class DataConfig:
         unknown = [s for s in self.steps if s not in STEPS]
         if unknown:
             raise ValueError(f"steps: unknown stage {unknown[0]!r}; valid stages: {', '.join(STEPS)}")
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"steps: a stage is listed twice: {self.steps}")
+        if "augment" in self.steps and self.steps[-1] != "augment":
+            raise ValueError("steps: augment must be the last stage (it runs after dedup and the "
+                             "train/val split, on the train split only)")
 
 
-# stage name -> (import path of its run(ds, cfg) function, attribute of DataConfig holding its
-# config or None). Imports are lazy so `raylm --help` and config loading stay fast.
-STEPS: dict[str, tuple[str, str | None]] = {}
+# stage name -> import path of its run(ds, cfg) function; its config is DataConfig.<name>.
+# Imports are lazy so config loading stays fast. The usual order is the order below.
+STEPS: dict[str, str] = {
+    "extract": "raylm.data.extract:run",       # HTML -> title + main text
+    "normalise": "raylm.data.normalise:run",   # ftfy, Unicode form, control chars, whitespace
+    "langid": "raylm.data.langid:run",         # language + score, filter
+    "quality": "raylm.data.quality:run",       # Gopher / C4 / FineWeb heuristics
+    "content": "raylm.data.content:run",       # domain blocklist, word lists
+    "pii": "raylm.data.pii:run",               # redact e-mail, phone, IP, card, SSN, IBAN
+    "dedup": "raylm.data.dedup.stage:run",     # exact + MinHash near-duplicates (workdir: <out>/dedup)
+    "augment": "raylm.data.augment:run",       # train split only; always last
+}
 
 
 def assign_split(batch: pa.Table, val_fraction: float, seed: int) -> pa.Table:
@@ -87,7 +121,6 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     """Run the data pipeline into `<out>`; returns the manifest. Skips if already complete."""
     import ray
 
-    from raylm.data.ingest import files
     from raylm.data.tokenize import Encoder, char_set, char_tokenizer, train_bpe
 
     out = Path(out)
@@ -102,15 +135,17 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     t0 = time.time()
 
     # 1. ingest + stages. Checked before any work: inputs exist.
-    if not cfg.ingest.files.paths:
-        raise ValueError("data.ingest.files.paths is empty: give at least one input file or glob")
-    files.expand_paths(cfg.ingest.files.paths)
-    ds = files.run(cfg.ingest.files).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    ds = ingest(cfg.ingest, out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    split_done = False
     for name in cfg.steps:
-        fn_path, attr = STEPS[name]
-        ds = _import(fn_path)(ds, getattr(cfg, attr) if attr else None)
+        if name == "augment":  # after dedup, on the train split only
+            ds, split_done = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed),
+                                            batch_format="pyarrow"), True
+        kwargs = {"workdir": str(out / "dedup")} if name == "dedup" else {}
+        ds = _import(STEPS[name])(ds, getattr(cfg, name), **kwargs)
         ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
-    ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
+    if not split_done:
+        ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
     ds = ds.materialize()  # documents are read once; stats, tokenizer and shards reuse them
 
     report = stats.merge([r["stats"] for r in ds.map_batches(stats.partial, batch_format="pyarrow")
@@ -148,7 +183,8 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, vocab_size)
 
     # 3. encode, count tokens per split, assign shards, write each shard in one task
-    keep = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at")
+    keep = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at", "lang",
+            "augmented_from", "augment_op")  # provenance into the shard index, where present
     enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, keep), batch_format="pyarrow",
                            concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
                            num_cpus=0.5).materialize()
@@ -158,7 +194,7 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     n_shards = {s: cfg.shards.num_shards or max(1, math.ceil(n / cfg.shards.shard_tokens))
                 for s, n in per_split.items()}
     enc = enc.map_batches(_add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
-    meta = (enc.groupby("shard").map_groups(shards.write_shard, fn_args=(str(shard_dir), dtype),
+    meta = (enc.groupby("shard", num_partitions=sum(n_shards.values())).map_groups(shards.write_shard, fn_args=(str(shard_dir), dtype),
                                             batch_format="pyarrow").take_all())
     manifest = shards.write_manifest(
         shard_dir, [dict(m) for m in meta], dtype=dtype, vocab_size=vocab_size, eos_id=tok.token_to_id(EOS),
@@ -172,6 +208,33 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
         print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
     print(f"shards and manifest: {manifest}", flush=True)
     return m
+
+
+def ingest(cfg: IngestConfig, out: Path):
+    """The union of every configured source, in the document schema."""
+    from raylm.data.ingest import crawl, files, warc
+
+    parts = []
+    if cfg.files.paths:
+        files.expand_paths(cfg.files.paths)  # fail fast on a missing input
+        parts.append(files.run(cfg.files))
+    if cfg.warc.paths:
+        parts.append(warc.run(cfg.warc))
+    if cfg.crawl.seeds or cfg.crawl.sitemap:
+        c = cfg.crawl
+        if not Path(c.work_dir).is_absolute():
+            c = replace(c, work_dir=str(out / c.work_dir))
+        parts.append(crawl.run(c))
+    if not parts:
+        raise ValueError("no input: set data.ingest.files.paths, data.ingest.warc.paths or "
+                         "data.ingest.crawl.seeds")
+    parts = [p.map_batches(_canonical, batch_format="pyarrow") for p in parts]
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def _canonical(batch: pa.Table) -> pa.Table:
+    """Exactly the document columns, so sources can be unioned."""
+    return conform(batch).select(list(DOC_COLUMNS))
 
 
 def _sample_texts(ds, limit: int):

@@ -32,6 +32,8 @@ def partial(batch: pa.Table) -> pa.Table:
                      for c in batch.column_names if c.startswith("_bytes_")},
            "counts": {c: int(pc.sum(batch[c]).as_py() or 0) for c in batch.column_names
                       if c.startswith("pii_") and pa.types.is_integer(batch.schema.field(c).type)}}
+    if "augmented_from" in batch.column_names:
+        out["augmented"] = int(pc.sum(pc.and_(pc.is_valid(batch["augmented_from"]), kept_mask(batch))).as_py() or 0)
     if "split" in batch.column_names:
         out["split"] = Counter(s for s, d in zip(batch["split"].to_pylist(), batch["drop"].to_pylist()) if d is None)
     return pa.table({"stats": [json.dumps(out)]})
@@ -39,22 +41,27 @@ def partial(batch: pa.Table) -> pa.Table:
 
 def merge(rows: list[str], stages: list[str]) -> dict:
     """Merge partial rows into the report: per stage docs/bytes in and out, drop reasons."""
-    total = {"rows": 0, "drops": Counter(), "bytes": Counter(), "counts": Counter(), "split": Counter()}
+    total = {"rows": 0, "augmented": 0, "drops": Counter(), "bytes": Counter(), "counts": Counter(),
+             "split": Counter()}
     for r in rows:
         d = json.loads(r)
         total["rows"] += d["rows"]
+        total["augmented"] += d.get("augmented", 0)
         for k in ("drops", "bytes", "counts", "split"):
             total[k].update(d.get(k, {}))
-    report = {"documents_read": total["rows"], "stages": [], "drop_reasons": dict(sorted(total["drops"].items())),
+    report = {"documents_read": total["rows"] - total["augmented"], "stages": [], "drop_reasons": dict(sorted(total["drops"].items())),
               "counts": dict(sorted(total["counts"].items())), "split_documents": dict(total["split"])}
-    docs = total["rows"] - sum(n for r, n in total["drops"].items() if r.startswith("ingest:"))
+    # Reasons from a source (ingest:, warc:, crawl:) were dropped before the first stage.
+    docs = report["documents_read"] - sum(n for r, n in total["drops"].items() if r.split(":", 1)[0] not in stages)
     prev_bytes = total["bytes"].get("ingest", 0)
     for stage in stages:
         dropped = sum(n for r, n in total["drops"].items() if r.split(":", 1)[0] == stage)
+        added = total["augmented"] if stage == "augment" else 0
         out_bytes = total["bytes"].get(stage, prev_bytes)
-        report["stages"].append({"stage": stage, "docs_in": docs, "docs_out": docs - dropped,
-                                 "bytes_in": prev_bytes, "bytes_out": out_bytes, "dropped": dropped})
-        docs, prev_bytes = docs - dropped, out_bytes
+        report["stages"].append({"stage": stage, "docs_in": docs, "docs_out": docs - dropped + added,
+                                 "bytes_in": prev_bytes, "bytes_out": out_bytes, "dropped": dropped,
+                                 **({"added": added} if stage == "augment" else {})})
+        docs, prev_bytes = docs - dropped + added, out_bytes
     report["documents_kept"] = docs
     return report
 
