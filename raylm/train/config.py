@@ -52,6 +52,8 @@ class TrainConfig:
     num_workers: int = 1          # Ray Train workers; 0 = run in this process without Ray
     cpus_per_worker: int = 1      # CPUs reserved per worker; torch threads are set to match
     use_gpu: bool = False         # one GPU per worker (NCCL), else CPU (gloo)
+    resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker, e.g. {trainer: 1}
+    label_selector: dict[str, str] = field(default_factory=dict)  # node labels a worker needs, e.g. {raylm-role: train}
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # replicate (DDP) or shard (FSDP2 fully_shard) over workers
     max_failures: int = 0         # worker failures Ray Train recovers from (restart from checkpoint)
     data_dir: str | None = None   # shards + manifest; default <out>/data/shards
@@ -65,6 +67,10 @@ class TrainConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.num_workers < 0 or self.keep_checkpoints < 0 or self.eval_batches < 0:
             raise ValueError("num_workers, keep_checkpoints and eval_batches must be >= 0")
+        if set(self.resources) & {"CPU", "GPU"}:
+            raise ValueError("train.resources: set CPUs with train.cpus_per_worker and GPUs with train.use_gpu")
+        if any(v < 0 for v in self.resources.values()):
+            raise ValueError(f"train.resources must be >= 0, got {self.resources}")
         if self.schedule.warmup_steps > self.max_steps:
             raise ValueError(f"schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds max_steps "
                              f"({self.max_steps})")

@@ -79,7 +79,7 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str, env: dict | None
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    resources = {"CPU": cfg.cpus_per_worker}
+    resources = {"CPU": cfg.cpus_per_worker, **cfg.resources}
     if cfg.use_gpu:
         resources["GPU"] = 1
     trainer = TorchTrainer(
@@ -87,7 +87,8 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str, env: dict | None
         train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources,
+                                     label_selector=cfg.label_selector or None),
         run_config=RunConfig(
             name=RUN_NAME, storage_path=storage_path,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
