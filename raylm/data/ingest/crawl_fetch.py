@@ -89,19 +89,23 @@ class SafeResolver(AbstractResolver):
 
 
 class Pacer:
-    """Spaces request starts to one host `delay` seconds apart; `pause_until` holds all of them."""
+    """Spaces request starts to one host `delay` seconds apart; `pause_until` holds all of them.
+
+    The lock is held while sleeping and the next slot is counted from the actual start, so
+    a late wake-up (a busy event loop) cannot squeeze two requests closer than `delay`.
+    """
 
     def __init__(self, delay: float):
         self.delay = delay
         self._next = 0.0
+        self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        start = max(now, self._next)
-        self._next = start + self.delay  # reserved before sleeping: no lock needed in one loop
-        if start > now:
-            await asyncio.sleep(start - now)
+        async with self._lock:
+            while (left := self._next - loop.time()) > 0:  # re-check: pause_until may move it
+                await asyncio.sleep(left)
+            self._next = loop.time() + self.delay
 
     def pause_until(self, t: float) -> None:
         self._next = max(self._next, t)
