@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from raylm.data.ingest.crawl import CrawlConfig
 from raylm.data.ingest import crawl_fetch
+from raylm.data.ingest.crawl import CrawlConfig
 from raylm.data.ingest.crawl_fetch import OUTCOMES, fetch_sitemap, run_host
 
 pytestmark = pytest.mark.network
