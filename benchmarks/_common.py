@@ -58,7 +58,8 @@ def write_result(name: str, records: dict | list[dict], extra_versions: tuple = 
     for r in recs:
         for k, v in common.items():
             r.setdefault(k, v)
-        if "ratio" not in r and isinstance(r.get("baseline"), dict) and r["baseline"].get("value"):
+        if ("ratio" not in r and isinstance(r.get("value"), int | float) and isinstance(r.get("baseline"), dict)
+                and r["baseline"].get("value")):
             r["ratio"] = r["value"] / r["baseline"]["value"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
