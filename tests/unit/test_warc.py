@@ -140,3 +140,13 @@ def test_config_checks():
     with pytest.raises(ValueError, match="kinds"):
         WarcConfig(kinds=[])
     assert WarcConfig(content_types=[" Text/HTML "]).content_types == ["text/html"]
+
+
+def test_uri_paths_go_through_pyarrow_fs(warc_dir):
+    # The same code path as s3:// or gs:// (pyarrow.fs.FileSystem.from_uri), on file://.
+    uri = "file://" + str(warc_dir / "whirlwind.warc.wet.gz")
+    assert expand_paths([uri]) == [str(warc_dir / "whirlwind.warc.wet.gz")]
+    (row,) = list(read_warc(uri, WarcConfig()))
+    assert row["uri"] == uri and row["url"] == "https://an.wikipedia.org/wiki/Escopete"
+    with pytest.raises(FileNotFoundError):
+        list(read_warc("file:///nonexistent/x.warc.gz", WarcConfig()))
