@@ -136,3 +136,22 @@ def test_checkpoint_shape_mismatch_is_named(tiny_shards, tmp_path):
 def test_early_stopping_stops(tiny_shards, tmp_path):
     s = _run(tiny_shards, tmp_path / "es", 400, early_stopping_patience=1, early_stopping_min_delta=10.0)
     assert s.history[-1]["early_stopped"] and s.history[-1]["step"] == 8
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    x = torch.randint(0, 50, (2, 16))
+    grads = []
+    for ac in (False, True):
+        torch.manual_seed(0)
+        m = GPT(tiny_cfg(activation_checkpointing=ac))
+        m(x, x)[1].backward()
+        grads.append(m.blocks[0].mlp.c_fc.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_bf16_and_sgd_recipe_trains_on_cpu(tiny_shards, tmp_path):
+    from raylm.train.config import OptimConfig
+
+    s = _run(tiny_shards, tmp_path / "bf16", 4, precision="bf16", grad_accum=2,
+             optim=OptimConfig(name="sgd", lr=0.1, nesterov=True))
+    assert s.history[-1]["step"] == 4 and math.isfinite(s.history[-1]["val_loss"])
