@@ -101,3 +101,13 @@ def test_part_writer_is_atomic_and_resumable(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert PartWriter(tmp_path, "h", rows=2).done_urls() == {f"http://h/{i}" for i in range(5)}
     assert PartWriter(tmp_path, "g", rows=2).done_urls() == set()
+
+
+def test_crawl_refuses_bad_seeds_before_starting(tmp_path):
+    from raylm.data.ingest.crawl import CrawlConfig, crawl
+
+    with pytest.raises(ValueError, match="no valid http"):
+        crawl(CrawlConfig(seeds=["mailto:x@y", "ftp://h/"], work_dir=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="outside crawl.allowed_hosts"):
+        crawl(CrawlConfig(seeds=["http://other.org/"], allowed_hosts=["h.org"], work_dir=str(tmp_path / "b")))
+    assert not list(tmp_path.glob("*/round-*"))  # nothing written

@@ -224,6 +224,9 @@ def _seeds(cfg: CrawlConfig) -> list[str]:
         seeds += fetch_sitemap(cfg.sitemap, cfg)
     if not seeds:
         raise ValueError("crawl: no valid http(s) seed URL (set crawl.seeds or crawl.sitemap)")
+    outside = [u for u in seeds if cfg.allowed_hosts and not host_allowed(host_of(u), cfg.allowed_hosts)]
+    if outside:
+        raise ValueError(f"crawl: seeds outside crawl.allowed_hosts {cfg.allowed_hosts}: {outside[:5]}")
     return list(dict.fromkeys(seeds))
 
 
@@ -261,7 +264,7 @@ def crawl(cfg: CrawlConfig) -> dict:
     else:
         r = rounds[-1]
         if (_round_dir(work, r) / "_DONE").exists():
-            return _summarise(work, r)  # finished earlier: nothing to fetch
+            return {**_summarise(work, r), "host_tasks_per_node": {}}  # finished earlier: nothing to fetch
     seeds_hosts = None
     nodes: Counter = Counter()
     allowed = cfg.allowed_hosts
