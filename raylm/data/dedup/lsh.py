@@ -32,7 +32,6 @@ class LSHConfig:
     bands: int = 0                    # bands; 0 = derive from threshold
     rows: int = 0                     # rows per band; 0 = derive from threshold
     all_pairs_max_bucket: int = 16    # buckets up to this size emit all pairs, larger a star
-    num_partitions: int = 32          # shuffle partitions of band rows and edges
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
@@ -41,8 +40,6 @@ class LSHConfig:
             raise ValueError("lsh.bands and lsh.rows must be set together (or both 0 to derive them)")
         if self.all_pairs_max_bucket < 2:
             raise ValueError(f"lsh.all_pairs_max_bucket must be >= 2, got {self.all_pairs_max_bucket}")
-        if self.num_partitions < 1:
-            raise ValueError(f"lsh.num_partitions must be >= 1, got {self.num_partitions}")
 
     def params(self, num_perm: int) -> tuple[int, int]:
         """(bands, rows) for signatures of length num_perm."""
@@ -122,12 +119,12 @@ def edges_local(sigs: pa.Table, cfg: LSHConfig, num_perm: int) -> pa.Table:
 
 # ---------------------------------------------------------------- Ray shell
 
-def run(sigs_ds, cfg: LSHConfig, num_perm: int):
+def run(sigs_ds, cfg: LSHConfig, num_perm: int, num_partitions: int = 32):
     """Distinct candidate edges (src, dst), src < dst, of a (rank, minhash, n_shingles) dataset."""
     import functools
 
     b, r = cfg.params(num_perm)
-    p = cfg.num_partitions
+    p = num_partitions
     rows = sigs_ds.map_batches(functools.partial(bucket_rows, bands=b, rows=r, num_partitions=p),
                                batch_format="pyarrow", num_cpus=0.5)
     edges = rows.groupby("part", num_partitions=p).map_groups(

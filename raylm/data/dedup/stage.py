@@ -13,6 +13,10 @@ marker, rename), so a rerun on the same input resumes after the last finished st
   near_dups/    (id, reason)
   summary.json  rows and seconds per step; config.json  the config the steps were made with
 
+Incremental (cfg.previous = earlier workdirs): near dups are also found against the
+earlier runs' stored signatures (see incremental.py); exact/URL dedup stays within this
+batch. This run's signatures/ holds only its own documents, so runs chain.
+
 Everything that grows with the corpus stays in Ray Data blocks and parquet files; the
 driver holds the config, row counts and the fingerprints of components.run.
 """
@@ -36,7 +40,7 @@ from raylm.data import schema
 from raylm.data.dedup import exact
 from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
 from raylm.data.dedup.minhash import MinHashConfig, signatures, string_hashes
-from raylm.data.dedup.survivor import SurvivorRule, id_from_rank, rank_keys
+from raylm.data.dedup.survivor import PREFIX_WIDTH, SurvivorRule, id_from_rank, rank_keys
 
 REASON_NEAR = "dedup:near"
 DONE = "_DONE"
@@ -56,6 +60,7 @@ class DedupConfig:
     num_partitions: int = 32            # partitions of every shuffle (keys, buckets, edges, joins)
     max_rounds: int = 64                # connected-components rounds before giving up
     workdir: str = ""                   # step outputs (shared filesystem); "" = the run() argument
+    previous: list[str] = field(default_factory=list)  # workdirs of earlier runs to dedup against (incremental)
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     lsh: LSHConfig = field(default_factory=LSHConfig)
 
@@ -115,7 +120,13 @@ def root_rows(group: pa.Table, rule: str) -> pa.Table:
     return pa.table({"id": ids, "cluster": ids})
 
 
-def near_reasons(comp: pa.Table, rule: str) -> pa.Table:
+def _new_only(comp: pa.Table) -> pa.Table:
+    from raylm.data.dedup.incremental import NEW
+
+    return comp.filter(pc.starts_with(comp["hi"], NEW))
+
+
+def near_reasons(comp: pa.Table, rule: str | int) -> pa.Table:
     ids = id_from_rank(comp["hi"], rule).cast(pa.string())
     return pa.table({"id": ids, "reason": pa.array([REASON_NEAR] * len(ids), pa.string())},
                     schema=exact.REASONS_SCHEMA)
@@ -131,6 +142,8 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, p
     """
     from raylm.data.dedup import components, lsh, verify
 
+    if cfg.previous:
+        raise ValueError("dedup_local does not do incremental runs (dedup.previous); use run()")
     docs = schema.conform(docs)
     reasons = [exact.REASONS_SCHEMA.empty_table()]
     if cfg.exact or cfg.url:
@@ -222,10 +235,12 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
     """
     import functools
 
-    from raylm.data.dedup import components, lsh, verify
+    from raylm.data.dedup import components, incremental, lsh, verify
 
     workdir = workdir or cfg.workdir or tempfile.mkdtemp(prefix="raylm-dedup-")
     _check_workdir(workdir, cfg)
+    if cfg.previous:
+        incremental.check_previous(cfg.previous, dataclasses.asdict(cfg.minhash), cfg.survivor)
     p, rule = cfg.num_partitions, cfg.survivor
     summary: dict = {}
     reason_sets = []
@@ -241,9 +256,19 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                                 ("minhash", pa.list_(pa.uint32(), cfg.minhash.num_perm)), ("n_shingles", pa.int64())])
         sigs = _step(workdir, "signatures", sig_schema, lambda: ds.map_batches(
             functools.partial(signature_table, cfg=cfg), batch_format="pyarrow", num_cpus=0.5), summary)
-        cands = _step(workdir, "candidates", EDGE_SCHEMA,
-                      lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm), summary)
-        if cfg.verify:
+        if cfg.previous:  # incremental: ranks gain a 1-char OLD/NEW tag, old-old pairs are skipped
+            lsh_sigs = incremental.lsh_input(sigs, cfg.previous, sig_schema)
+            rule = PREFIX_WIDTH[cfg.survivor] + 1
+            cands = _step(workdir, "candidates", EDGE_SCHEMA, lambda: lsh.run(
+                lsh_sigs, cfg.lsh, cfg.minhash.num_perm, p).map_batches(incremental.without_old_pairs,
+                                                                    batch_format="pyarrow"), summary)
+        else:
+            cands = _step(workdir, "candidates", EDGE_SCHEMA,
+                          lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p), summary)
+        if cfg.verify and cfg.previous:
+            build_edges = lambda: incremental.verify_run(  # noqa: E731
+                cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
+        elif cfg.verify:
             build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)  # noqa: E731
         else:
             build_edges = lambda: cands.map_batches(unverified, batch_format="pyarrow")  # noqa: E731
@@ -265,7 +290,10 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
               build_clusters, summary)
 
         def build_near():
-            near = comp.map_batches(functools.partial(near_reasons, rule=rule), batch_format="pyarrow")
+            near = comp
+            if cfg.previous:  # earlier documents are not in this run: only new ones are marked
+                near = near.map_batches(_new_only, batch_format="pyarrow")
+            near = near.map_batches(functools.partial(near_reasons, rule=rule), batch_format="pyarrow")
             if reason_sets:  # an exact duplicate keeps its "dedup:exact" reason
                 near = near.join(reason_sets[0].select_columns(["id"]), "left_anti", p, on=("id",))
             return near

@@ -50,7 +50,7 @@ def rank_keys(table: pa.Table, rule: str, score_column: str = "") -> pa.Array:
     return pc.binary_join_element_wise(pa.array(prefix, pa.string()), ids, "")
 
 
-def id_from_rank(ranks: pa.Array | pa.ChunkedArray, rule: str) -> pa.Array:
-    """Inverse of rank_keys: strip the fixed-width prefix."""
-    width = PREFIX_WIDTH[rule]
+def id_from_rank(ranks: pa.Array | pa.ChunkedArray, rule: str | int) -> pa.Array:
+    """Inverse of rank_keys: strip the fixed-width prefix (of `rule`, or `rule` characters)."""
+    width = rule if isinstance(rule, int) else PREFIX_WIDTH[rule]
     return ranks if width == 0 else pc.utf8_slice_codeunits(ranks, width)
