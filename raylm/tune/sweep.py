@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from raylm.tune.report import best_trial, write_report
 
 # The trial actor needs no CPU, but a Tune resource request cannot be empty: 1 MiB of memory.
 TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 20}
+WORKER_START_TIMEOUT_S = 600  # seconds a trial's Train workers may take to start (Ray's default: 60)
 
 
 def plain(v: Any) -> Any:
@@ -115,6 +117,10 @@ def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str,
 
     from raylm.train.trainer import RUN_NAME, _ray_worker
 
+    # Train gives a worker group 60 s to start, then retries without end; on a busy node a fresh
+    # worker (Python + torch imports) can take longer than that every time. The controller reads
+    # this from the environment of the process that calls fit(): this trial actor.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_START_TIMEOUT_S))
     trial_id = tune.get_context().get_trial_id()
     cfg = apply_values(base, {k: plain(v) for k, v in config.items()})
     t = cfg.train
@@ -157,6 +163,12 @@ def ensure_shards(cfg, out: Path) -> Path:
     return shards
 
 
+def _last_line(error) -> str:
+    """A Ray task error's last line holds the cause (`ValueError: ...`); the first is a repr."""
+    lines = [ln for ln in str(error).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else repr(error)
+
+
 def collect(results, params: list[Param], metric: str) -> list[dict]:
     """ResultGrid -> plain trial records for the report (no Ray types past this point)."""
     records = []
@@ -170,7 +182,7 @@ def collect(results, params: list[Param], metric: str) -> list[dict]:
         config = r.config or {}
         records.append({"trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name,
                         "params": {p.key: plain(config.get(p.key)) for p in params},
-                        "history": history, "error": str(r.error).splitlines()[0] if r.error else None})
+                        "history": history, "error": _last_line(r.error) if r.error else None})
     return sorted(records, key=lambda rec: rec["trial_id"])
 
 

@@ -77,3 +77,15 @@ def test_domains_and_schedulers_without_a_cluster():
     assert default_concurrency(T, {"CPU": 9.0}) == 2 and default_concurrency(T, {"CPU": 2.0}) == 1
     import numpy as np
     assert type(plain(np.int64(3))) is int and plain([1]) == [1]
+
+
+def test_searchers_carry_the_concurrency_limit():
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    from raylm.tune.sweep import build_searcher
+
+    rnd = build_searcher(TuneConfig(), seed=1, concurrency=3)
+    assert isinstance(rnd, BasicVariantGenerator) and rnd.max_concurrent == 3
+    pytest.importorskip("optuna")
+    opt = build_searcher(TuneConfig(searcher="optuna"), seed=1, concurrency=2)
+    assert isinstance(opt, ConcurrencyLimiter) and opt.max_concurrent == 2
