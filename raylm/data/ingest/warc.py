@@ -31,7 +31,7 @@ from raylm.data.ingest.charset import decode, looks_binary, parse_content_type
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _WARC_MAGIC = b"WARC/1."
-_WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz", ".arc.gz")
+_WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")  # .warc.wet.gz ends in .wet.gz; ARC is not read
 
 
 @dataclass
