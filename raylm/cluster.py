@@ -34,7 +34,8 @@ def connect(cfg: ClusterConfig, address: str | None = None) -> str:
         ctx = ray.init(address=address, log_to_driver=True)
         where = f"joined Ray cluster at {address}"
     else:
-        ctx = ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
+        # "local": a new Ray here, never a stale `ray start` cluster found on disk
+        ctx = ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
         where = "started local Ray"
     url = getattr(ctx, "dashboard_url", None)
     res = ray.cluster_resources()

@@ -40,7 +40,7 @@ def ray_session():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_port=port, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_port=port, log_to_driver=False,
                  configure_logging=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
