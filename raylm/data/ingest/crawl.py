@@ -16,6 +16,8 @@ completed page is never fetched twice (a task retried by Ray does the same check
 
 Limit (STYLE 7): the driver holds the seen set and one round's links; both are bounded by
 max_pages (about 100 bytes per URL, so 10 M pages ~ 1 GB of driver memory).
+Ray starts its workers at nice 15: on a machine shared with other (nice 0) work the host
+tasks get little CPU; RAY_worker_niceness=0 in the environment of `ray start` avoids that.
 """
 
 from __future__ import annotations
