@@ -16,9 +16,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ingest, clean and tokenize text into shards (Ray Data)", "raylm.commands:data"),
     "train": ("pretrain a GPT on the shards (Ray Train)", "raylm.commands:train"),
-    "finetune": ("continue pretraining from a checkpoint on new shards (Ray Train)", "raylm.commands:finetune"),
+    "finetune": ("continued pretraining or a classification head from a checkpoint (Ray Train)",
+                 "raylm.commands:finetune"),
     "eval": ("validation loss, perplexity, bits per byte and samples", "raylm.commands:evaluate"),
     "tune": ("sweep hyperparameters with early stopping (Ray Tune)", "raylm.commands:tune"),
+    "rate": ("read filled human-evaluation sheets: mean scores, rater agreement", "raylm.commands:rate"),
     "run": ("data -> train -> eval from one config", "raylm.commands:run_all"),
     "check": ("validate a config and print it resolved (no Ray)", "raylm.commands:check"),
 }

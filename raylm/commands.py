@@ -73,9 +73,29 @@ def finetune(args) -> dict:
     from raylm.train.checkpoint import read_model_config
 
     cfg = load(args)
-    src = cfg.finetune.init_from or _latest_checkpoint(cfg, "train")
+    src = None if cfg.finetune.random_init else (cfg.finetune.init_from or _latest_checkpoint(cfg, "train"))
+    if cfg.finetune.task == "classify":
+        return _classify(args, cfg, src)
     cfg.model = read_model_config(src)  # the architecture is the checkpoint's
     return train(args, cfg, init_from=src, stage="finetune", data_dir=cfg.finetune.data_dir)
+
+
+def _classify(args, cfg: RootConfig, src: str | None) -> dict:
+    """Sequence classification: a head on the (pretrained) transformer, on labelled files."""
+    from raylm.train.finetune import run_classify
+
+    p = _paths(cfg)
+    _save(cfg, p["out"], p["finetune"])
+    if cfg.train.num_workers > 0:
+        from raylm.cluster import connect
+
+        connect(cfg.cluster, args.address)
+    storage = (f"{cfg.cluster.storage_path.rstrip('/')}/{Path(cfg.out).name}/finetune"
+               if cfg.cluster.storage_path else None)
+    result = run_classify(cfg.finetune, cfg.train, str(p["finetune"]), cfg.seed, init_from=src,
+                          model_cfg=cfg.model, storage_path=storage, data_dir=str(p["shards"]))
+    print(f"[raylm] classifier fine-tuned: report {p['finetune'] / 'report.md'}; checkpoint {result.get('checkpoint')}")
+    return result
 
 
 def _latest_checkpoint(cfg: RootConfig, stage: str) -> str:
@@ -103,6 +123,21 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
           f"{r['bits_per_byte']:.3f} bits per byte ({r['tokens_scored']:,} tokens)")
     print(f"[raylm] report: {p['eval'] / 'report.md'} (samples included)")
     return report
+
+
+def rate(args) -> dict:
+    """Read filled human-evaluation sheets back: mean scores per model, agreement between raters."""
+    from raylm.eval import human
+
+    cfg = load(args)
+    h = cfg.eval.human
+    if not h.sheets:
+        raise ValueError("eval.human.sheets is empty: list the filled rating sheets (CSV) to read")
+    out = _paths(cfg)["eval"]
+    s = human.report(h.sheets, h.key, out)
+    print(human.summary_markdown(s))
+    print(f"[raylm] human evaluation report: {out / 'human_report.md'}")
+    return s
 
 
 def tune(args) -> None:

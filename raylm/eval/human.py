@@ -34,6 +34,8 @@ class HumanEvalConfig:
     blind: bool = True          # hide model names behind codes (key.json maps them back)
     raters: list[str] = field(default_factory=list)  # one sheet per rater name; [] = one shared sheet
     seed: int = 0               # row order and code assignment
+    sheets: list[str] = field(default_factory=list)  # `raylm rate`: filled CSV sheets to read back
+    key: str | None = None      # `raylm rate`: key.json that unblinds the model codes
 
 
 def export_sheet(samples: dict[str, list[dict]], out: str | Path, raters: list[str] | None = None,

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from raylm.data.shards import open_split, read_manifest
+from raylm.eval import human, safeguard
 from raylm.train import checkpoint as ckpt
 
 
@@ -39,6 +40,8 @@ class EvalConfig:
     temperature: float = 0.8       # sampling temperature; 0 = greedy
     top_k: int = 200               # keep the k most likely tokens; 0 = off
     top_p: float = 1.0             # nucleus sampling mass; 1 = off
+    safeguard: safeguard.SafeguardConfig = field(default_factory=safeguard.SafeguardConfig)  # withhold flagged samples
+    human: human.HumanEvalConfig = field(default_factory=human.HumanEvalConfig)  # rating-sheet export
 
     def __post_init__(self):
         if self.stride < 0 or self.max_tokens < 0 or self.batch_size < 1 or self.samples < 0:
@@ -120,10 +123,15 @@ def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: 
         raise ValueError(f"checkpoint {checkpoint} has vocab {model.cfg.vocab_size}, data {data_dir} has "
                          f"{m['vocab_size']}: they were not made together")
     report = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "lm": evaluate_split(model, data_dir, cfg)}
-    report["samples"] = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
+    samples = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
+    report["samples"], report["safeguard"] = safeguard.apply(samples, cfg.safeguard)
     report["seconds"] = round(time.time() - t0, 2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.human.export:
+        report["rating_sheets"] = human.export_sheet(
+            {Path(str(checkpoint)).name: report["samples"]}, out / "human", raters=cfg.human.raters or None,
+            blind=cfg.human.blind, seed=cfg.human.seed)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(to_markdown(report))
     return report

@@ -31,7 +31,10 @@ def test_run_produces_shards_checkpoint_and_report(tiny_run):
     assert result["metrics"]["step"] == 30 and Path(result["checkpoint"], "model.safetensors").exists()
     report = json.loads((tiny_run / "eval" / "report.json").read_text())
     assert 0 < report["lm"]["bits_per_byte"] < 8 and report["lm"]["perplexity"] < 512
-    assert report["samples"] and (tiny_run / "eval" / "report.md").exists()
+    assert (tiny_run / "eval" / "report.md").exists()
+    assert report["safeguard"]["enabled"] and report["safeguard"]["checked"] == 2
+    assert len(report["samples"]) == 2 - report["safeguard"]["withheld"]
+    assert (tiny_run / "eval" / "human" / "sheet.html").exists() and (tiny_run / "eval" / "human" / "key.json").exists()
     assert (tiny_run / "config.yaml").exists() and (tiny_run / "train" / "config.yaml").exists()
     assert list((tiny_run / "train" / "tb").glob("events.*"))
 
