@@ -10,6 +10,7 @@ import pytest
 
 from raylm.data import schema
 from raylm.data.dedup.evaluate import load_pairs, load_spdx, scores
+from raylm.data.dedup.minhash import MinHashConfig
 from raylm.data.dedup.stage import DedupConfig, dedup_local, run
 
 
@@ -62,3 +63,38 @@ def test_license_set_matches_reference_and_resumes(ray_session, shared_data, tmp
 
     with pytest.raises(ValueError, match="another config"):
         run(ds, DedupConfig(num_partitions=4, threshold=0.9), str(work))
+
+
+@pytest.mark.slow
+def test_incremental_against_previous_run(ray_session, shared_data, tmp_path):
+    """Run 1 indexes half the licenses; run 2 (the other half + edited copies of run-1 docs)
+    reuses run 1's signatures: the copies and clear near dups of run-1 docs are dropped."""
+    import ray
+
+    nd = shared_data / "neardup"
+    docs = schema.conform(load_spdx(nd / "spdx-license-list-6.12.0.tgz"))
+    first, second = docs.take(list(range(0, docs.num_rows, 2))), docs.take(list(range(1, docs.num_rows, 2)))
+    long_first = [r for r in first.to_pylist() if len((r["text"] or "").split()) > 600][:3]
+    copies = [{"id": "copy-" + r["id"], "text": r["text"].replace(" the ", " a ", 1)} for r in long_first]
+    second = pa.concat_tables([second, schema.make_docs(copies)])
+    cfg1 = DedupConfig(num_partitions=4, exact=False)
+    _drops(run(ray.data.from_arrow(first), cfg1, str(tmp_path / "run1")))
+    cfg2 = DedupConfig(num_partitions=4, exact=False, previous=[str(tmp_path / "run1")])
+    drops = _drops(run(ray.data.from_arrow(second), cfg2, str(tmp_path / "run2")))
+
+    assert len(drops) == second.num_rows and not any(i in drops for i in first["id"].to_pylist())
+    for c in copies:
+        assert drops[c["id"]] == "dedup:near"
+    pairs = load_pairs(nd / "spdx_pairs_jaccard_ge_0.5.tsv")
+    first_ids = set(first["id"].to_pylist())
+    for i in second["id"].to_pylist():
+        partners = [j for (a, b), j in pairs.items() if i in (a, b)]
+        clear_dup_of_old = any(j >= 0.9 and (a in first_ids or b in first_ids) for (a, b), j in pairs.items()
+                               if i in (a, b))
+        if clear_dup_of_old:
+            assert drops[i] == "dedup:near", i
+        if not i.startswith("copy-") and max(partners, default=0) < 0.6:
+            assert drops[i] is None, i
+    with pytest.raises(ValueError, match="not comparable"):
+        run(ray.data.from_arrow(second), DedupConfig(num_partitions=4, previous=[str(tmp_path / "run1")],
+                                                     minhash=MinHashConfig(num_perm=64)), str(tmp_path / "run3"))

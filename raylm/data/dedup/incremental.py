@@ -79,26 +79,31 @@ def lsh_input(sigs_ds, previous: list[str], sig_schema: pa.Schema):
 
     import ray
 
-    out = sigs_ds.map_batches(functools.partial(prefixed, tag=NEW), batch_format="pyarrow")
+    out = sigs_ds.map_batches(functools.partial(prefixed, tag=NEW), batch_format="pyarrow", num_cpus=0.5)
     for prev in previous:
         old = ray.data.read_parquet(os.path.join(prev, "signatures"), schema=sig_schema, file_extensions=["parquet"])
-        out = out.union(old.map_batches(functools.partial(prefixed, tag=OLD), batch_format="pyarrow"))
+        out = out.union(old.map_batches(functools.partial(prefixed, tag=OLD), batch_format="pyarrow", num_cpus=0.5))
     return out
 
 
 def verify_run(cands, docs_ds, all_sigs, threshold: float, ngram: int, width: int, num_partitions: int):
-    """Verified (src, dst, jaccard): texts for new-new pairs, signature estimate otherwise."""
+    """Verified (src, dst, jaccard): texts for new-new pairs, signature estimate otherwise.
+
+    The two branches run one after the other (materialised): run side by side, their
+    join aggregators held all CPUs of a 2-CPU Ray and the map tasks waited forever.
+    """
     import functools
 
     from raylm.data.dedup import verify
 
-    new = cands.map_batches(functools.partial(only_new, keep_new=True), batch_format="pyarrow")
-    mixed = cands.map_batches(functools.partial(only_new, keep_new=False), batch_format="pyarrow")
-    exact = verify.run(new, docs_ds, threshold, ngram, width, num_partitions)
+    new = cands.map_batches(functools.partial(only_new, keep_new=True), batch_format="pyarrow", num_cpus=0.5)
+    mixed = cands.map_batches(functools.partial(only_new, keep_new=False), batch_format="pyarrow", num_cpus=0.5)
+    exact = verify.run(new, docs_ds, threshold, ngram, width, num_partitions).materialize()
     sigs = all_sigs.select_columns(["rank", "minhash"])
     mixed = mixed.join(sigs.rename_columns({"rank": "src", "minhash": "src_minhash"}), "inner",
                        num_partitions, on=("src",))
     mixed = mixed.join(sigs.rename_columns({"rank": "dst", "minhash": "dst_minhash"}), "inner",
                        num_partitions, on=("dst",))
-    est = mixed.map_batches(functools.partial(estimate, threshold=threshold), batch_format="pyarrow")
+    est = mixed.map_batches(functools.partial(estimate, threshold=threshold), batch_format="pyarrow",
+                            num_cpus=0.5).materialize()
     return exact.union(est)
