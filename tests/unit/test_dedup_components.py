@@ -39,7 +39,8 @@ def test_star_steps_on_a_path():
     ls = large_star(keyed_large(e, 1))
     # node a (nbr b): b -> a; node b (nbrs a, c): c -> a; node c (nbrs b, d): d -> b.
     assert sorted(zip(ls["hi"].to_pylist(), ls["lo"].to_pylist())) == [("b", "a"), ("c", "a"), ("d", "b")]
-    assert small_star(pa.table({"x": [], "y": []}, schema=pa.schema([("x", pa.string()), ("y", pa.string())]))).num_rows == 0
+    empty = pa.table({"x": [], "y": []}, schema=pa.schema([("x", pa.string()), ("y", pa.string())]))
+    assert small_star(empty).num_rows == 0
 
 
 def test_matches_union_find_on_random_graphs():

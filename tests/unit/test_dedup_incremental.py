@@ -22,8 +22,8 @@ from raylm.data.dedup.survivor import id_from_rank
 
 
 def test_tags_rank_old_first_and_strip():
-    sigs = pa.table({"id": ["b"], "rank": ["b"], "n_shingles": [3]})
-    old, new = prefixed(sigs, OLD)["rank"][0].as_py(), prefixed(pa.table({"id": ["a"], "rank": ["a"], "n_shingles": [1]}), NEW)["rank"][0].as_py()
+    old = prefixed(pa.table({"id": ["b"], "rank": ["b"], "n_shingles": [3]}), OLD)["rank"][0].as_py()
+    new = prefixed(pa.table({"id": ["a"], "rank": ["a"], "n_shingles": [1]}), NEW)["rank"][0].as_py()
     assert old < new  # an earlier doc outranks a new one even with a larger id
     assert id_from_rank(pa.array([old, new]), 1).to_pylist() == ["b", "a"]
 

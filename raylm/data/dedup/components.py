@@ -42,8 +42,10 @@ def _part(col: pa.ChunkedArray | pa.Array, num_partitions: int) -> pa.Array:
 
 def keyed_large(edges: pa.Table, num_partitions: int) -> pa.Table:
     """Both directions (x, y) of each edge, partitioned by x: input of large_star."""
-    x = pa.concat_arrays([edges["hi"].combine_chunks(), edges["lo"].combine_chunks()]) if edges.num_rows else pa.array([], pa.string())
-    y = pa.concat_arrays([edges["lo"].combine_chunks(), edges["hi"].combine_chunks()]) if edges.num_rows else pa.array([], pa.string())
+    if edges.num_rows == 0:
+        return KEYED_SCHEMA.empty_table()
+    hi, lo = edges["hi"].combine_chunks(), edges["lo"].combine_chunks()
+    x, y = pa.concat_arrays([hi, lo]), pa.concat_arrays([lo, hi])
     return pa.table({"x": x, "y": y, "part": _part(x, num_partitions)}, schema=KEYED_SCHEMA)
 
 

@@ -167,7 +167,8 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, p
             cands = verify.score(batch, cfg.minhash.ngram, cfg.threshold)
         else:
             cands = unverified(cands)
-        pairs = pa.table({"src": id_from_rank(cands["src"], cfg.survivor), "dst": id_from_rank(cands["dst"], cfg.survivor),
+        pairs = pa.table({"src": id_from_rank(cands["src"], cfg.survivor),
+                          "dst": id_from_rank(cands["dst"], cfg.survivor),
                           "jaccard": cands["jaccard"]}, schema=verify.SCORED_SCHEMA)
         comp = components.components_local(cands.select(["src", "dst"]))
         if comp.num_rows:
@@ -260,8 +261,8 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
             lsh_sigs = incremental.lsh_input(sigs, cfg.previous, sig_schema)
             rule = PREFIX_WIDTH[cfg.survivor] + 1
             cands = _step(workdir, "candidates", EDGE_SCHEMA, lambda: lsh.run(
-                lsh_sigs, cfg.lsh, cfg.minhash.num_perm, p).map_batches(incremental.without_old_pairs,
-                                                                    batch_format="pyarrow", num_cpus=0.5), summary)
+                lsh_sigs, cfg.lsh, cfg.minhash.num_perm, p).map_batches(
+                    incremental.without_old_pairs, batch_format="pyarrow", num_cpus=0.5), summary)
         else:
             cands = _step(workdir, "candidates", EDGE_SCHEMA,
                           lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p), summary)
@@ -271,7 +272,8 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
         elif cfg.verify:
             build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)  # noqa: E731
         else:
-            build_edges = lambda: cands.map_batches(unverified, batch_format="pyarrow", num_cpus=0.5)  # noqa: E731
+            build_edges = lambda: cands.map_batches(  # noqa: E731
+                unverified, batch_format="pyarrow", num_cpus=0.5)
         edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary)
         comp_schema = components.EDGE_SCHEMA
         info: dict = {}
@@ -280,8 +282,10 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
         summary["components"].update(info)
 
         def build_clusters():
-            members = comp.map_batches(functools.partial(cluster_rows, rule=rule), batch_format="pyarrow", num_cpus=0.5)
-            roots = (comp.map_batches(functools.partial(keyed_by_lo, num_partitions=p), batch_format="pyarrow", num_cpus=0.5)
+            members = comp.map_batches(functools.partial(cluster_rows, rule=rule), batch_format="pyarrow",
+                                       num_cpus=0.5)
+            roots = (comp.map_batches(functools.partial(keyed_by_lo, num_partitions=p), batch_format="pyarrow",
+                                      num_cpus=0.5)
                      .groupby("part", num_partitions=p)
                      .map_groups(functools.partial(root_rows, rule=rule), batch_format="pyarrow", num_cpus=0.5))
             return members.union(roots)
@@ -293,7 +297,8 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
             near = comp
             if cfg.previous:  # earlier documents are not in this run: only new ones are marked
                 near = near.map_batches(_new_only, batch_format="pyarrow", num_cpus=0.5)
-            near = near.map_batches(functools.partial(near_reasons, rule=rule), batch_format="pyarrow", num_cpus=0.5)
+            near = near.map_batches(functools.partial(near_reasons, rule=rule), batch_format="pyarrow",
+                                    num_cpus=0.5)
             if reason_sets:  # an exact duplicate keeps its "dedup:exact" reason
                 near = near.join(reason_sets[0].select_columns(["id"]), "left_anti", p, on=("id",))
             return near
