@@ -3,9 +3,11 @@
 The Ray 2.58 pattern (Train V2): a Tune *function trainable* (`_trial`) builds a `TorchTrainer`
 per trial and runs it; `TuneReportCallback` forwards the workers' reports to Tune, so ASHA sees
 `val_loss` at every `train.eval_interval` (time attribute: `step`) and can stop the trial.
-Stopping a trial kills its Tune actor, which owns the Train controller, which owns the workers
-and their placement group, so the CPUs go back to the next trial. (That clean-up needs the Ray
-dashboard on; with it off, stopped trials never freed their workers, so it is forced on.)
+Stopping a trial kills its Tune actor and with it the Train controller and workers, but not the
+workers' placement group (Ray ties it to the job). Train's own cleaner finds dead controllers
+through the state API, which needs the dashboard and fails when several Ray instances share a
+machine; then stopped trials never free their CPUs and the sweep deadlocks. So each trial reports
+its placement group's id and a driver-side Tune callback removes it when the trial ends.
 
 Resources: the trial actor itself holds no CPU (the trainer's workers hold them), so Tune alone
 would start every trial at once; `max_concurrent_trials` (default: cluster CPUs divided by the
@@ -19,7 +21,6 @@ Layout under `<out>/tune/`: `<name>/` Tune's experiment (restore point for `--re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -96,17 +97,62 @@ def default_concurrency(train_cfg, resources: dict) -> int:
     return max(1, fit)
 
 
-def _eval_report_callback(metric: str):
-    """TuneReportCallback that forwards only reports carrying `metric` (the loop reports at log
-    intervals too; Tune's strict metric check rejects a result without the metric)."""
+PG_KEY = "train_placement_group"  # result key: the hex id of the trial's Train placement group
+
+
+def _train_callbacks(metric: str) -> list:
+    """[placement-group recorder, TuneReportCallback that forwards only reports carrying `metric`].
+
+    Forwarding: the loop also reports at log intervals, and Tune's strict metric check rejects a
+    result without the metric. Recording: a trial stopped by the scheduler dies with its Train
+    controller, and the workers' placement group outlives both (Ray ties it to the job); Train's
+    own cleaner finds dead controllers through the state API, which fails without the dashboard
+    or when several Ray instances share the machine. So each result also carries the group's id,
+    and `_FreeStoppedTrials` removes it in the driver when the trial ends.
+    """
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    shared: dict = {}  # one dict in both callbacks (pickled together in RunConfig.callbacks)
+
+    class RecordPlacementGroup(WorkerGroupCallback):
+        def after_worker_group_start(self, worker_group):
+            pg = worker_group.get_worker_group_state().placement_group_handle.placement_group
+            shared[PG_KEY] = pg.id.hex()
 
     class EvalReports(TuneReportCallback):
         def after_report(self, run_context, metrics, checkpoint):
             if metrics and metric in metrics[0]:
+                metrics = [{**metrics[0], **shared}, *metrics[1:]]
                 super().after_report(run_context, metrics, checkpoint)
 
-    return EvalReports()
+    return [RecordPlacementGroup(), EvalReports()]
+
+
+def _free_stopped_trials_callback():
+    """A Tune callback (driver side) removing a finished or stopped trial's Train placement group."""
+    from ray import tune
+
+    class FreeStoppedTrials(tune.Callback):
+        def _free(self, trial):
+            pg_hex = (trial.last_result or {}).get(PG_KEY)
+            if not pg_hex:
+                return
+            from ray._raylet import PlacementGroupID
+            from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+            try:  # already gone when the Train run ended by itself
+                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
+            except Exception:  # noqa: BLE001 -- best effort; a removed group raises on some versions
+                pass
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._free(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._free(trial)
+
+    return FreeStoppedTrials()
 
 
 def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str, metric: str) -> None:
@@ -141,7 +187,7 @@ def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str,
             name=RUN_NAME, storage_path=f"{storage}/trials/{trial_id}",
             failure_config=ray.train.FailureConfig(max_failures=max(0, t.max_failures)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_checkpoints or None),
-            callbacks=[_eval_report_callback(metric)]),
+            callbacks=_train_callbacks(metric)),
     )
     trainer.fit()
 
@@ -204,12 +250,7 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     storage = (f"{cfg.cluster.storage_path.rstrip('/')}/{out.name}/tune" if cfg.cluster.storage_path
                else str(tune_dir))
     exp_path = f"{storage}/{tc.name}"
-    cluster_cfg = cfg.cluster
-    if not cluster_cfg.include_dashboard:
-        print("[raylm] tune: turning the Ray dashboard on (Tune + Train leak stopped trials' workers "
-              "without it)", flush=True)
-        cluster_cfg = dataclasses.replace(cluster_cfg, include_dashboard=True)
-    connect(cluster_cfg, address)
+    connect(cfg.cluster, address)
     shards = ensure_shards(cfg, out)
     C.save(cfg, tune_dir / "config.yaml")
 
@@ -222,6 +263,7 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
             raise FileNotFoundError(f"--resume: no sweep to restore at {exp_path}")
         print(f"[raylm] tune: resuming {exp_path} (finished trials are kept)", flush=True)
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=True)
+        # Tune keeps the run config (callbacks included) in the experiment state.
     else:
         if Path(exp_path).exists() and "://" not in exp_path:
             raise FileExistsError(f"{exp_path} exists: continue it with --resume, or set tune.name "
@@ -238,7 +280,8 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
                 scheduler=build_scheduler(tc, t.max_steps, t.eval_interval),
                 search_alg=build_searcher(tc, cfg.seed if tc.seed is None else tc.seed, concurrency)),
             run_config=tune.RunConfig(name=tc.name, storage_path=storage,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(max_failures=0),
+                                      callbacks=[_free_stopped_trials_callback()]),
         )
     results = tuner.fit()
     records = collect(results, params, tc.metric)
