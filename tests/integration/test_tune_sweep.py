@@ -13,7 +13,7 @@ from raylm import config as C
 from raylm.root import RootConfig
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow  # ~60-90 s on 2 cores: Ray Train start-up dominates each trial
+pytestmark = pytest.mark.slow  # ~2-3 min on 2 busy cores: Ray Train start-up dominates each trial
 
 
 def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, tmp_path):
