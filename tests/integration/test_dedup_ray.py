@@ -98,3 +98,22 @@ def test_incremental_against_previous_run(ray_session, shared_data, tmp_path):
     with pytest.raises(ValueError, match="not comparable"):
         run(ray.data.from_arrow(second), DedupConfig(num_partitions=4, previous=[str(tmp_path / "run1")],
                                                      minhash=MinHashConfig(num_perm=64)), str(tmp_path / "run3"))
+
+
+@pytest.mark.slow
+def test_exact_and_url_stage_on_ray(ray_session):
+    import ray
+
+    from raylm.data.dedup import exact
+
+    docs = schema.make_docs([
+        {"id": "a", "text": "Same text", "url": "http://x.org/1"},
+        {"id": "b", "text": "same   TEXT", "url": "http://x.org/2"},
+        {"id": "c", "text": "other text", "url": "HTTP://x.org/2/"},
+        {"id": "d", "text": "third text", "url": "http://x.org/2#frag"},
+        {"id": "e", "text": "same text", "drop": "lang:fr"},
+    ])
+    cfg = exact.ExactDedupConfig(url=True, num_partitions=2)
+    got = _drops(exact.run(ray.data.from_arrow(docs).repartition(2), cfg))
+    # b: exact dup of a. Among the rest, c and d share b's URL; b is gone, so c survives.
+    assert got == {"a": None, "b": "dedup:exact", "c": None, "d": "dedup:url", "e": "lang:fr"}

@@ -148,7 +148,7 @@ def duplicates(ds, cfg: ExactDedupConfig):
             url_keys = url_keys.join(out.select_columns(["id"]), "left_anti", cfg.num_partitions, on=("id",))
         url_dups = url_keys.groupby("part", num_partitions=cfg.num_partitions).map_groups(
             functools.partial(duplicates_in, reason=REASON_URL), batch_format="pyarrow", num_cpus=0.5)
-        out = url_dups if out is None else out.union(url_dups)
+        out = url_dups if out is None else out.union(url_dups.materialize())
     return out
 
 
@@ -163,6 +163,11 @@ def mark(ds, reasons, num_partitions: int):
 
 
 def run(ds, cfg: ExactDedupConfig):
-    """Mark exact (and, if cfg.url, URL) duplicates `drop="dedup:exact"` / `"dedup:url"`."""
+    """Mark exact (and, if cfg.url, URL) duplicates `drop="dedup:exact"` / `"dedup:url"`.
+
+    The duplicate ids are materialised first (small: one row per duplicate): with their
+    shuffles and the marking join in one plan, the shuffle actors of a 2-CPU Ray held
+    every CPU and the join's tasks waited forever.
+    """
     dups = duplicates(ds, cfg)
-    return ds if dups is None else mark(ds, dups, cfg.num_partitions)
+    return ds if dups is None else mark(ds, dups.materialize(), cfg.num_partitions)

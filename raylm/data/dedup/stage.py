@@ -243,6 +243,9 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
     if cfg.previous:
         incremental.check_previous(cfg.previous, dataclasses.asdict(cfg.minhash), cfg.survivor)
     p, rule = cfg.num_partitions, cfg.survivor
+    # The steps read the documents up to four times (exact keys, signatures, verification,
+    # marking): materialise once so upstream stages are not recomputed (spills to disk if big).
+    ds = ds.materialize()
     summary: dict = {}
     reason_sets = []
 
