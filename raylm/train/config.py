@@ -46,7 +46,8 @@ class TrainConfig:
     eval_interval: int = 250      # steps between validations (and checkpoints)
     eval_batches: int = 20        # batches per validation per worker; 0 = the whole split
     log_interval: int = 50        # steps between progress lines
-    keep_checkpoints: int = 2     # newest checkpoints kept (0 = all)
+    keep_checkpoints: int = 2     # checkpoints kept (0 = all); the newest is always kept for resume
+    keep_by: Literal["newest", "val_loss"] = "newest"  # which ones: the newest K, or the K best by val_loss
     early_stopping_patience: int = 0  # validations without improvement before stopping; 0 = off
     early_stopping_min_delta: float = 0.0  # improvement smaller than this (nats) does not count
     num_workers: int = 1          # Ray Train workers; 0 = run in this process without Ray

@@ -45,6 +45,7 @@ class LocalSession:
 
     dir: str
     keep: int = 2
+    keep_by: str = "newest"  # or "val_loss": keep the `keep` best, plus the newest
     rank: int = 0
     world: int = 1
     history: list = field(default_factory=list)
@@ -65,7 +66,14 @@ class LocalSession:
                 shutil.rmtree(dest)
             os.replace(checkpoint_dir, dest)
             cks = sorted(dest.parent.glob("step-*"), key=lambda p: int(p.name[5:]))
-            for old in cks[: -self.keep] if self.keep else []:
+            if self.keep_by == "val_loss":
+                def score(p):
+                    return json.loads((p / "model.json").read_text()).get("val_loss", math.inf)
+                best = set(sorted(cks, key=score)[: self.keep]) if self.keep else set(cks)
+                drop = [c for c in cks[:-1] if c not in best]  # as Ray Train: top K, plus the newest
+            else:
+                drop = cks[: -self.keep] if self.keep else []
+            for old in drop:
                 shutil.rmtree(old)
 
 
@@ -140,7 +148,7 @@ def train_worker(config: dict, session=None) -> dict:
     model_cfg: GPTConfig = config["model"]
     cfg: TrainConfig = config["train"]
     data_dir, seed = config["data_dir"], config["seed"]
-    session = session or LocalSession(dir=str(Path(config["out"])), keep=cfg.keep_checkpoints)
+    session = session or LocalSession(dir=str(Path(config["out"])), keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
     rank, world = session.rank, session.world
     device = setup_device(cfg, getattr(session, "local_rank", 0))
     model_cfg = resolve_model_config(model_cfg, data_dir)

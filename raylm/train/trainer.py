@@ -64,7 +64,7 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
     config = {"model": model_cfg, "train": cfg, "data_dir": str(data_dir), "seed": seed, "init_from": init_from,
               "out": str(out_dir), "tb_dir": str(out_dir / "tb")}
     if cfg.num_workers == 0:
-        session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints)
+        session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
         metrics = train_worker(config, session)
         latest = session.latest_checkpoint()
         result = {"metrics": metrics, "checkpoint": str(latest) if latest else None}
@@ -92,8 +92,14 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str, env: dict | None
         run_config=RunConfig(
             name=RUN_NAME, storage_path=storage_path,
             failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.keep_checkpoints or None,
+                checkpoint_score_attribute="val_loss" if cfg.keep_by == "val_loss" else None,
+                checkpoint_score_order="min"),
             worker_runtime_env={"env_vars": env} if env else None),
     )
     result = trainer.fit()
-    return {"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}
+    out = {"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}
+    if cfg.keep_by == "val_loss" and result.best_checkpoints:
+        out["best_checkpoint"] = result.get_best_checkpoint("val_loss", "min").path
+    return out

@@ -155,3 +155,18 @@ def test_bf16_and_sgd_recipe_trains_on_cpu(tiny_shards, tmp_path):
     s = _run(tiny_shards, tmp_path / "bf16", 4, precision="bf16", grad_accum=2,
              optim=OptimConfig(name="sgd", lr=0.1, nesterov=True))
     assert s.history[-1]["step"] == 4 and math.isfinite(s.history[-1]["val_loss"])
+
+
+def test_keep_best_by_val_loss_plus_newest(tiny_shards, tmp_path):
+    import json
+
+    cfg = TrainConfig(max_steps=12, batch_size=4, eval_interval=2, eval_batches=2, log_interval=2, num_workers=0,
+                      keep_checkpoints=2, keep_by="val_loss", schedule=ScheduleConfig(warmup_steps=2))
+    s = LocalSession(dir=str(tmp_path), keep=2, keep_by="val_loss")
+    train_worker({"model": tiny_cfg(vocab_size=0), "train": cfg, "data_dir": str(tiny_shards), "seed": 3,
+                  "out": str(tmp_path)}, s)
+    kept = sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").glob("step-*"))
+    vals = {m["step"]: m["val_loss"] for m in s.history if "val_loss" in m}
+    best2 = sorted(sorted(vals, key=vals.get)[:2])
+    assert kept == sorted(set(best2) | {12})
+    assert all(json.loads((tmp_path / "checkpoints" / f"step-{k}" / "model.json").read_text())["step"] == k for k in kept)
