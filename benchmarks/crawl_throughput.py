@@ -110,10 +110,12 @@ def main() -> None:
     # Warm-up: start Ray's worker processes (imports of pyarrow, aiohttp, raylm: seconds on a
     # busy machine) before timing, as a long crawl pays that once. Stated in the record.
     procs, roots = serve(["127.0.0.1"])
+    warm = tempfile.mkdtemp(prefix="crawlbench-warm-")
     try:
         crawl(CrawlConfig(seeds=[roots[0] + "/index.html"], allow_private_addresses=True, min_delay_s=0.0,
-                          max_depth=0, work_dir=tempfile.mkdtemp(prefix="crawlbench-warm-")))
+                          max_depth=0, work_dir=warm))
     finally:
+        shutil.rmtree(warm, ignore_errors=True)
         for p in procs:
             p.terminate()
             p.wait()
