@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-fast install clean bench
+.PHONY: demo test test-all test-fast install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/raylm run configs/quickstart.yaml
 
+# The CI suite (~12 min on 2 cores): everything but tests marked slow.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -m "not slow" --durations=15
+
+# Everything, slow multi-node / sweep / scale tests included (~25 min on 2 cores).
+test-all: $(STAMP)
+	$(BIN)/python -m pytest tests -q --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q

@@ -35,7 +35,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: `ray`, and `python` for the
 HEAD_START_S = 90                  # `ray start --head` + dashboard up, on a busy 2-core machine
 JOB_TIMEOUT_S = 420                # the tiny run takes ~1 min alone; allow for a loaded machine
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.network  # starts its own `ray start --head` on 127.0.0.1 (~2 min)
 
 
 def _free_ports(n: int) -> list[int]:
