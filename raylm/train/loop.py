@@ -54,11 +54,15 @@ class LocalSession:
         cks = sorted(Path(self.dir, "checkpoints").glob("step-*"), key=lambda p: int(p.name[5:]))
         return cks[-1] if cks else None
 
-    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
+    def log(self, metrics: dict) -> None:
+        """Metrics between evaluations: kept locally, not reported to anyone."""
         self.history.append(metrics)
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         with open(Path(self.dir) / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
+        self.log(metrics)
         if checkpoint_dir is not None:
             dest = Path(self.dir, "checkpoints", f"step-{metrics['step']}")
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +261,10 @@ def train_worker(config: dict, session=None) -> dict:
                     for k, v in metrics.items():
                         if isinstance(v, int | float) and k != "step":
                             tb.add_scalar(f"train/{k}", v, step)
-            session.report(dict(metrics), ckpt_dir)
+            if is_eval:  # Ray Train's report is a barrier with the controller: only at evaluations
+                session.report(dict(metrics), ckpt_dir)
+            else:
+                session.log(dict(metrics))
         if stop:
             if rank == 0:
                 print(f"[train] early stop at step {step}: no val improvement in "

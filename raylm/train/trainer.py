@@ -39,13 +39,18 @@ class RaySession:
         self._restore_ctx = c.as_directory()
         return Path(self._restore_ctx.__enter__())
 
-    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
-        import ray.train
-
+    def log(self, metrics: dict) -> None:
+        """Metrics between evaluations: rank 0 appends them to metrics.jsonl (no Ray call, no barrier)."""
         if self.rank == 0:
             self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.metrics_file, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
+        """At evaluations: metrics (and the checkpoint) to Ray Train, which Tune sees too."""
+        import ray.train
+
+        self.log(metrics)
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
         if checkpoint_dir is not None:
