@@ -74,3 +74,9 @@ def make_tiny_shards(out_dir: Path, text: str | None = None, n_docs: int = 60) -
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
     return make_tiny_shards(tmp_path_factory.mktemp("shards"))
+
+
+@pytest.fixture(scope="session")
+def make_shards():
+    """`make_tiny_shards` as a fixture: `from conftest import ...` is ambiguous with several conftests."""
+    return make_tiny_shards

@@ -17,12 +17,10 @@ def _slice(src: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-def test_finetune_sst2_slice_on_ray(ray_session, shared_data, tmp_path):
-    from conftest import make_tiny_shards
-
+def test_finetune_sst2_slice_on_ray(ray_session, shared_data, tmp_path, make_shards):
     # "pretraining data": SST-2 sentences as paragraphs, char tokenizer (tiny and fast)
     sentences = [ln.split("\t")[0] for ln in (shared_data / "sst2" / "train.tsv").read_text().splitlines()[1:2000]]
-    shards = make_tiny_shards(tmp_path / "shards", text="\n\n".join(sentences))
+    shards = make_shards(tmp_path / "shards", text="\n\n".join(sentences))
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, vocab_size=0)
     cfg.vocab_size = json.loads((shards / "manifest.json").read_text())["vocab_size"]
     torch.manual_seed(0)
