@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,11 +25,24 @@ from raylm.model.gpt import GPT, GPTConfig
 TIED = "lm_head.weight"
 
 
-def model_state(model: torch.nn.Module, weights: dict | None = None) -> dict[str, torch.Tensor]:
+def model_state(model: torch.nn.Module, weights: dict | None = None, tied: str = TIED) -> dict[str, torch.Tensor]:
+    """State dict for safetensors: DDP/compile prefixes off, the tied output matrix dropped."""
     sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().contiguous()
           for k, v in (weights if weights is not None else model.state_dict()).items()}
-    sd.pop(TIED, None)  # shares storage with wte.weight; safetensors refuses shared tensors
+    sd.pop(tied, None)  # shares storage with wte.weight; safetensors refuses shared tensors
     return sd
+
+
+@contextmanager
+def atomic_dir(path: Path):
+    """Yield a temp directory beside `path`; on success it replaces `path` in one rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
 
 
 def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
@@ -36,16 +50,11 @@ def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: 
     """Write a checkpoint directory atomically (temp dir, then rename). `weights` overrides
     `model.state_dict()` (a gathered full state dict under FSDP)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model_state(model, weights), tmp / "model.safetensors")
-    (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
-    if state is not None:
-        torch.save(state, tmp / "state.pt")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        save_file(model_state(model, weights), tmp / "model.safetensors")
+        (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
+        if state is not None:
+            torch.save(state, tmp / "state.pt")
     return path
 
 

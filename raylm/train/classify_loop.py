@@ -28,10 +28,9 @@ from raylm.train import checkpoint as ckpt
 from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices, encode, label_list, pad_batch,
                                        read_rows, to_indices, tokenizer_path)
 from raylm.train.config import TrainConfig
-from raylm.train.data import _h
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.loop import LocalSession, _all_mean, setup_device
+from raylm.train.loop import LocalSession, _all_mean, begin_step, setup_device
 
 RUN_NAME = "classify"
 
@@ -83,8 +82,6 @@ def build_optimizer(model, cfg: TrainConfig, ft: FinetuneConfig) -> torch.optim.
 def classify_worker(config: dict, session=None) -> dict:
     """Fine-tune from `config` (built by `run`); returns the final metrics."""
     from tokenizers import Tokenizer
-
-    from raylm.train.optim import lr_at
 
     ft: FinetuneConfig = config["finetune"]
     cfg: TrainConfig = config["train"]
@@ -144,10 +141,7 @@ def classify_worker(config: dict, session=None) -> dict:
     t0 = time.perf_counter()
     while st["step"] < cfg.max_steps and not st["done"]:
         step = st["step"]
-        torch.manual_seed(_h(seed, "dropout", rank, step) & 0x7FFFFFFF)
-        lr = lr_at(step, cfg.optim.lr, cfg.schedule, cfg.max_steps)
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
+        lr = begin_step(optimizer, cfg, seed, rank, step)
         for micro in range(cfg.grad_accum):
             sel = batch_indices(len(tr_ids), step * cfg.grad_accum + micro, cfg.batch_size, rank, world, seed)
             x, lengths = pad_batch([tr_ids[i] for i in sel], pad_id)

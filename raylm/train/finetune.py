@@ -14,8 +14,6 @@ state.pt (optimizer, step, early-stopping state), and after the final evaluation
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +23,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from raylm.model.gpt import GPT, GPTConfig
+from raylm.train import checkpoint as ckpt
 
 
 @dataclass
@@ -146,10 +145,7 @@ def param_groups(model: SequenceClassifier, weight_decay: float, head_lr_mult: f
 
 def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict for safetensors: DDP/compile prefixes off, the tied lm_head stored once (as wte)."""
-    sd = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().contiguous()
-          for k, v in model.state_dict().items()}
-    sd.pop("gpt.lm_head.weight", None)
-    return sd
+    return ckpt.model_state(model, tied="gpt." + ckpt.TIED)
 
 
 def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, meta: dict,
@@ -159,20 +155,16 @@ def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, me
     extra text files (name -> content), e.g. the tokenizer, so the directory is self-contained;
     `tensors` extra safetensors files (name -> state dict)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(weights if weights is not None else classifier_state(model), tmp / "model.safetensors")
-    (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), "task": "classify", **meta}, indent=2))
-    for name, text in (files or {}).items():
-        (tmp / name).write_text(text)
-    for name, sd in (tensors or {}).items():  # e.g. best.safetensors: the best-validation weights
-        save_file(sd, tmp / name)
-    if state is not None:
-        torch.save(state, tmp / "state.pt")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with ckpt.atomic_dir(path) as tmp:
+        save_file(weights if weights is not None else classifier_state(model), tmp / "model.safetensors")
+        (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), "task": "classify", **meta},
+                                                   indent=2))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+        for name, sd in (tensors or {}).items():  # e.g. best.safetensors: the best-validation weights
+            save_file(sd, tmp / name)
+        if state is not None:
+            torch.save(state, tmp / "state.pt")
     return path
 
 

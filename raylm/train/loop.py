@@ -135,6 +135,16 @@ def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: in
     return (total[0] / total[1].clamp(min=1)).item()
 
 
+def begin_step(optimizer, cfg: TrainConfig, seed: int, rank: int, step: int) -> float:
+    """Reseed dropout from (seed, rank, step) -- what makes resume exact -- and set this step's
+    learning rate on every param group (times its `lr_scale`); returns the base lr."""
+    torch.manual_seed(_h(seed, "dropout", rank, step) & 0x7FFFFFFF)
+    lr = lr_at(step, cfg.optim.lr, cfg.schedule, cfg.max_steps)
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    return lr
+
+
 def _maybe_fail_for_test(step: int, rank: int) -> None:
     """Fault-injection for the recovery test: RAYLM_FAIL_AT="<step>:<rank>:<marker file>" makes that
     rank's process exit hard once (the marker makes the replacement worker carry on)."""
@@ -201,10 +211,7 @@ def train_worker(config: dict, session=None) -> dict:
         session.report(dict(metrics), None)
     while st["step"] < cfg.max_steps:
         step = st["step"]
-        torch.manual_seed(_h(seed, "dropout", rank, step) & 0x7FFFFFFF)
-        lr = lr_at(step, cfg.optim.lr, cfg.schedule, cfg.max_steps)
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
+        lr = begin_step(optimizer, cfg, seed, rank, step)
         for micro in range(cfg.grad_accum):
             x, y = next(loader)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
