@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("RAYLM_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 def hardware() -> dict:

@@ -194,7 +194,10 @@ def train_worker(config: dict, session=None) -> dict:
 
     tb = None
     if rank == 0 and config.get("tb_dir"):
-        from tensorboardX import SummaryWriter
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:  # a bare GPU image with torch + tensorboard but not tensorboardX
+            from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(config["tb_dir"])
     flops_tok = raw_model.flops_per_token()
