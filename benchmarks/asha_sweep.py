@@ -8,9 +8,13 @@ completion, with <= 50% of the total training steps. Both sweeps run here, in th
 Both use the random searcher with the same seed, so they sample the same 8 configurations
 (asserted below); each trial is a Ray Train run (1 worker x 1 CPU in tune_quickstart.yaml).
 
+  3. "reproduce": `raylm train <out>/tune/asha/best.yaml` (the CLI, in a subprocess joining the
+     same Ray) and the gap between its final val_loss and the best ASHA trial's.
+
 Figures (benchmarks/results/asha_sweep.json):
   asha_steps_fraction = steps trained by ASHA / steps trained by the full sweep (target <= 0.5)
   asha_best_gap       = |best ASHA val_loss - best full val_loss| / best full val_loss (target <= 0.02)
+  best_config_reproduction_gap = |val_loss of `raylm train best.yaml` - best trial's| / best trial's
 
 Usage: PYTHONPATH=. .venv/bin/python benchmarks/asha_sweep.py [--config configs/tune_quickstart.yaml]
          [--out /tmp/asha_bench] [--set train.max_steps=300 ...]
@@ -22,7 +26,10 @@ tune.grace_period=50 train.eval_interval=50 is a ~4x shorter variant (say so whe
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,14 +53,48 @@ def one_sweep(config: str, overrides: list[str], name: str, scheduler: str, addr
     return res
 
 
+def reproduce(best_config: str, expected: float, address: str | None) -> dict:
+    """`raylm train best.yaml` as a user runs it; its final val_loss against the trial's."""
+    from raylm.root import RootConfig as _R
+
+    cfg = C.load(_R, best_config)
+    shutil.rmtree(Path(cfg.out) / "train", ignore_errors=True)  # a fresh run, not a resume
+    cmd = [sys.executable, "-m", "raylm", "train", best_config, *(["--address", address] if address else [])]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    got = json.loads((Path(cfg.out) / "train" / "result.json").read_text())["metrics"]["val_loss"]
+    return {"metric": "best_config_reproduction_gap", "value": relative_gap(got, expected), "unit": "relative",
+            "baseline": {"name": "best ASHA trial's final val_loss", "value": expected}, "ratio": got / expected,
+            "reproduced_val_loss": got, "best_config": best_config, "command_run": " ".join(cmd[1:]),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _ray_address() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/tune_quickstart.yaml")
     ap.add_argument("--out", default="/tmp/asha_bench", help="run folder (the data step runs once into it)")
     ap.add_argument("--address", default=None, help="Ray address; default: a local Ray on this machine")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set KEY=VALUE")
+    ap.add_argument("--reproduce-only", action="store_true",
+                    help="skip the sweeps: reproduce <out>/tune/asha/best.yaml against results/asha_sweep.json")
     args = ap.parse_args()
     out = Path(args.out).resolve()
+    if args.reproduce_only:
+        path = Path(__file__).resolve().parent / "results" / "asha_sweep.json"
+        records = [r for r in json.loads(path.read_text()) if r["metric"] != "best_config_reproduction_gap"]
+        best_asha = next(r for r in records if r["metric"] == "asha_best_gap")["best"]["asha"]
+        best_yaml = out / "tune" / "asha" / "best.yaml"
+        best_yaml = best_yaml if best_yaml.is_file() else out / "tune" / "best.yaml"  # layout before per-sweep dirs
+        rec = reproduce(str(best_yaml), best_asha, args.address)
+        write_result("asha_sweep", [*records, rec], extra_versions=("optuna", "matplotlib"))
+        print(f"[bench] best_config_reproduction_gap {rec['value']:.4f}", flush=True)
+        return
     for name in ("full", "asha"):  # a fresh pair of sweeps each time; the shards are kept
         shutil.rmtree(out / "tune" / name, ignore_errors=True)
     overrides = [f"out={out}", *args.overrides]
@@ -84,6 +125,7 @@ def main() -> None:
          "best": {"asha": best_asha, "full": best_full,
                   "asha_params": asha["best"]["params"], "full_params": full["best"]["params"]}, **common},
     ]
+    records.append(reproduce(asha["best_config"], best_asha, args.address or _ray_address()))
     path = write_result("asha_sweep", records, extra_versions=("optuna", "matplotlib"))
     print(f"[bench] asha_steps_fraction {s_asha / s_full:.3f} ({s_asha}/{s_full} steps), asha_best_gap "
           f"{relative_gap(best_asha, best_full):.4f} ({best_asha:.4f} vs {best_full:.4f}); {path}", flush=True)

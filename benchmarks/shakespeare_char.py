@@ -6,10 +6,18 @@ Figures (benchmarks/results/shakespeare_char.json):
   of the characters), nanoGPT's CPU config (4 layers, 4 heads, 128 wide, context 64, batch 12,
   2000 iterations, lr 1e-3 -> 1e-4, dropout 0). Baseline: nanoGPT's published 1.88.
 - ray_train_overhead: tokens/s of that loop under Ray Train (1 worker, 2 CPUs) over the same
-  loop as a plain PyTorch process (2 threads), steady state (median of logging windows).
+  loop as a plain PyTorch process (2 threads), steady state (median of logging windows). The two
+  alternate for --rounds rounds once Ray is up (plain, Ray, plain, Ray, ...) and the ratio is of
+  the medians: this 2-core VM drifts by 10-20% over minutes, which a single plain-then-Ray pair
+  reads as overhead. The plain process's tokens/s before Ray was started is reported beside it
+  (`plain_without_ray_tokens_per_s`): on 2 cores Ray's own daemons cost the plain loop too.
 - cpu_flops_utilisation: the Ray run's model FLOP/s (6N + 12LTC per token) over the machine's
   fp32 matmul peak (2048^3 torch.matmul, same threads). nanoGPT itself reaches ~0.45 here.
 - ddp2_cpu_speedup: 2 Ray Train workers (1 CPU each, DDP over gloo) over 1 worker (2 CPUs).
+- train_memory_per_worker: parameter memory and peak RSS of rank 0 for 1-worker, 2-worker DDP
+  and 2-worker FSDP runs of the same model (FSDP shards parameters: about half per worker).
+- seed spread: the 2000-iteration run repeated as plain processes with --seeds more seeds, so
+  the final loss is read against its own run-to-run noise (nanoGPT's 1.88 is one run).
 
 Usage: python benchmarks/shakespeare_char.py [--data PATH] [--iters 2000] [--speed-iters 400]
 """
@@ -56,8 +64,9 @@ def prepare(text: str, out: Path) -> Path:
     return out
 
 
-def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batches: int) -> TrainConfig:
-    return TrainConfig(max_steps=iters, batch_size=12, grad_clip=1.0, eval_interval=eval_interval,
+def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batches: int,
+              parallelism: str = "ddp") -> TrainConfig:
+    return TrainConfig(max_steps=iters, parallelism=parallelism, batch_size=12, grad_clip=1.0, eval_interval=eval_interval,
                        eval_batches=eval_batches, log_interval=25, num_workers=workers, cpus_per_worker=cpus,
                        keep_checkpoints=1,
                        optim=OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99),
@@ -94,6 +103,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"))
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--speed-iters", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating plain / Ray speed rounds")
+    ap.add_argument("--seeds", type=int, default=2, help="extra seeds of the quality run (plain process)")
     args = ap.parse_args()
     import ray
 
@@ -106,9 +117,13 @@ def main() -> None:
     peak = matmul_peak(threads)
     print(f"fp32 matmul peak with {threads} threads: {peak / 1e9:.1f} GFLOP/s", flush=True)
 
-    # 1. plain PyTorch process: the same loop, no Ray
-    fit(model, train_cfg(args.speed_iters, 0, threads, args.speed_iters, 1), str(data), str(work / "plain"), 1337)
-    plain_tps = steady_tokens_per_s(work / "plain")
+    def speed(name: str, workers: int, cpus: int, parallelism: str = "ddp") -> float:
+        fit(model, train_cfg(args.speed_iters, workers, cpus, args.speed_iters, 1, parallelism), str(data),
+            str(work / name), 1337)
+        return steady_tokens_per_s(work / name)
+
+    # 1. plain PyTorch process, no Ray on the machine
+    plain_no_ray = speed("plain0", 0, threads)
 
     # The dashboard stays on, as in every raylm run: without it Ray Train's placement-group cleaner
     # polls a missing state API and the 1-worker run loses half its speed (measured here: 0.43x).
@@ -120,13 +135,29 @@ def main() -> None:
 
     final = evaluate_split(load_model(res["checkpoint"]).eval(), str(data), EvalConfig())  # whole val split
     curve = [{"step": h["step"], "val_loss": h["val_loss"]} for h in _ray_history(work / "ray1")]
-    ray1_tps = steady_tokens_per_s(work / "ray1")
     flops_per_token = _flops_per_token(model, res)
-    # 3. Ray Train, 2 workers x 1 CPU (DDP over gloo)
-    fit(model, train_cfg(args.speed_iters, 2, max(1, threads // 2), args.speed_iters, 1), str(data),
-        str(work / "ray2"), 1337)
-    ray2_tps = steady_tokens_per_s(work / "ray2")
+    # 3. speed: plain process and Ray Train 1 worker, alternating
+    plain_runs, ray_runs = [], []
+    for r in range(args.rounds):
+        plain_runs.append(speed(f"plain{r + 1}", 0, threads))
+        ray_runs.append(speed(f"rayspeed{r}", 1, threads))
+        print(f"round {r}: plain {plain_runs[-1]:.0f} tokens/s, Ray Train {ray_runs[-1]:.0f}", flush=True)
+    plain_tps, ray1_tps = statistics.median(plain_runs), statistics.median(ray_runs)
+    # 4. Ray Train, 2 workers x 1 CPU (DDP over gloo)
+    ray2_tps = speed("ray2", 2, max(1, threads // 2))
+    fsdp2_tps = speed("fsdp2", 2, max(1, threads // 2), "fsdp")
     ray.shutdown()
+    memory = {name: {**_memory(work / run), "workers": w, "parallelism": par, "tokens_per_s": tps}
+              for name, run, w, par, tps in (("ddp_1_worker", "rayspeed0", 1, "ddp", ray_runs[0]),
+                                             ("ddp_2_workers", "ray2", 2, "ddp", ray2_tps),
+                                             ("fsdp_2_workers", "fsdp2", 2, "fsdp", fsdp2_tps))}
+    # 5. seed spread of the quality run (plain processes: the loop is the same)
+    seed_losses = {1337: final["loss"]}
+    for seed in range(1, args.seeds + 1):
+        r = fit(model, train_cfg(args.iters, 0, threads, args.iters, 1), str(data), str(work / f"seed{seed}"), seed)
+        seed_losses[seed] = evaluate_split(load_model(r["checkpoint"]).eval(), str(data), EvalConfig())["loss"]
+        print(f"seed {seed}: val loss {seed_losses[seed]:.4f}", flush=True)
+    losses = list(seed_losses.values())
 
     mfu = flops_per_token * ray1_tps / peak
     cfg_desc = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12, "iters": args.iters,
@@ -136,10 +167,15 @@ def main() -> None:
          "baseline": {"name": "nanoGPT published CPU shakespeare_char", "value": NANOGPT_VAL},
          "ratio": final["loss"] / NANOGPT_VAL, "passed": final["loss"] <= NANOGPT_VAL,
          "eval": "whole val split (111,540 chars), non-overlapping 64-char windows",
+         "seed_losses": seed_losses, "seed_mean": statistics.mean(losses),
+         "seed_stdev": statistics.stdev(losses) if len(losses) > 1 else None,
          "val_curve": curve, "config": cfg_desc},
         {"metric": "ray_train_overhead", "value": ray1_tps,
          "baseline": {"name": "same loop as a plain PyTorch process", "value": plain_tps},
-         "ratio": ray1_tps / plain_tps, "unit": "tokens/s", "passed": ray1_tps / plain_tps >= 0.95, "config": cfg_desc},
+         "ratio": ray1_tps / plain_tps, "unit": "tokens/s", "passed": ray1_tps / plain_tps >= 0.95,
+         "rounds": {"plain": plain_runs, "ray_train": ray_runs},
+         "plain_without_ray_tokens_per_s": plain_no_ray, "ratio_vs_plain_without_ray": ray1_tps / plain_no_ray,
+         "method": "median of alternating rounds with Ray up; see the script's docstring", "config": cfg_desc},
         {"metric": "cpu_flops_utilisation", "value": mfu,
          "baseline": {"name": "fp32 2048^3 torch.matmul peak (FLOP/s)", "value": peak},
          "model_flops_per_s": flops_per_token * ray1_tps, "flops_per_token": flops_per_token,
@@ -147,6 +183,10 @@ def main() -> None:
         {"metric": "ddp2_cpu_speedup", "value": ray2_tps,
          "baseline": {"name": "Ray Train 1 worker x all CPUs", "value": ray1_tps},
          "ratio": ray2_tps / ray1_tps, "unit": "tokens/s", "config": cfg_desc},
+        {"metric": "train_memory_per_worker", "value": memory["fsdp_2_workers"]["param_mem_mb"],
+         "unit": "MB of parameters on rank 0 (FSDP, 2 workers)",
+         "baseline": {"name": "DDP, 2 workers (full replica)", "value": memory["ddp_2_workers"]["param_mem_mb"]},
+         "configs": memory, "config": cfg_desc},
     ])
     print(f"val loss {final['loss']:.4f} (nanoGPT {NANOGPT_VAL}); Ray/plain {ray1_tps / plain_tps:.3f}; "
           f"MFU vs matmul peak {mfu:.3f}; DDP2/1 {ray2_tps / ray1_tps:.3f}")
@@ -157,6 +197,15 @@ def _ray_history(run_dir: Path) -> list[dict]:
 
     return [h for h in (json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines())
             if "val_loss" in h]
+
+
+def _memory(run_dir: Path) -> dict:
+    """Rank 0's parameter memory and peak RSS, from the last metrics line that has them."""
+    import json
+
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = next(r for r in reversed(rows) if "param_mem_mb" in r)
+    return {"param_mem_mb": last["param_mem_mb"], "peak_rss_gb": last.get("peak_rss_gb")}
 
 
 def _flops_per_token(model_cfg: GPTConfig, res: dict) -> float:

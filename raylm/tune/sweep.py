@@ -15,8 +15,10 @@ CPUs one trial's workers take) keeps the pending Train runs from piling up.
 
 Layout under `<out>/tune/`: `<name>/` Tune's experiment (restore point for `--resume`),
 `trials/<trial_id>/` each trial's resolved config, metrics.jsonl and Ray Train run,
-`tb/<trial_id>/` TensorBoard events (`tensorboard --logdir <out>/tune/tb` shows the sweep),
-`report.md` (+ PNGs) and `best.yaml` (a config `raylm train` runs directly).
+`tb/<trial_id>/` TensorBoard events (`tensorboard --logdir <out>/tune/tb` shows the sweeps), and
+per sweep, beside Tune's experiment in `<name>/`: the resolved `config.yaml`, `report.md` (+ PNGs),
+`trials.json` and `best.yaml` (a config `raylm train` runs directly, training into
+`<name>/best/`). Sweeps with different `tune.name` in one `out` never overwrite each other.
 """
 
 from __future__ import annotations
@@ -252,7 +254,8 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     exp_path = f"{storage}/{tc.name}"
     connect(cfg.cluster, address)
     shards = ensure_shards(cfg, out)
-    C.save(cfg, tune_dir / "config.yaml")
+    sweep_dir = tune_dir / tc.name  # this sweep's own files (Tune's experiment folder when storage is local)
+    C.save(cfg, sweep_dir / "config.yaml")
 
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, data_dir=str(shards), tune_dir=str(tune_dir), storage=storage,
@@ -292,11 +295,11 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
         best_cfg = apply_values(base, best["params"])
         # A fresh output folder on the sweep's shards, so `raylm train best.yaml` neither resumes
         # the base run's checkpoints nor rebuilds the data.
-        best_cfg.out = f"{cfg.out.rstrip('/')}/tune/best"
+        best_cfg.out = f"{cfg.out.rstrip('/')}/tune/{tc.name}/best"
         best_cfg.train.data_dir = str(shards)
-        out_cfg["best_config"] = str(C.save(best_cfg, tune_dir / "best.yaml"))
-    report = write_report(records, tune_dir, tc.metric, tc.mode, max_t, best)
-    (tune_dir / "trials.json").write_text(json.dumps(records, indent=2))
+        out_cfg["best_config"] = str(C.save(best_cfg, sweep_dir / "best.yaml"))
+    report = write_report(records, sweep_dir, tc.metric, tc.mode, max_t, best)
+    (sweep_dir / "trials.json").write_text(json.dumps(records, indent=2))
     if best is not None:
         final = best["history"][-1]
         print(f"[raylm] tune done: best trial {best['trial_id']} {tc.metric} {final[tc.metric]:.4f} at step "

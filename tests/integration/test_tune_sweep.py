@@ -40,12 +40,14 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
     best = res["best"]
     assert best["params"]["train.optim.lr"] in (3.0e-3, 2.0e-3)
 
-    tune_dir = out / "tune"
-    report = (tune_dir / "report.md").read_text()
+    tune_dir, sweep_dir = out / "tune", out / "tune" / cfg.tune.name
+    report = (sweep_dir / "report.md").read_text()
     assert "stopped at step" in report and best["trial_id"] in report
-    assert (tune_dir / "curves.png").is_file()
+    assert (sweep_dir / "curves.png").is_file()
     assert len(list((tune_dir / "tb").iterdir())) == 4     # one TensorBoard run per trial
-    loaded = C.load(RootConfig, tune_dir / "best.yaml")    # what `raylm train best.yaml` reads
+    loaded = C.load(RootConfig, sweep_dir / "best.yaml")   # what `raylm train best.yaml` reads
+    assert res["best_config"] == str(sweep_dir / "best.yaml")
+    assert Path(loaded.out) == sweep_dir / "best"
     assert loaded.train.optim.lr == best["params"]["train.optim.lr"]
     assert Path(loaded.train.data_dir) == Path(tiny_shards).resolve()
 
@@ -54,4 +56,4 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
     again = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=True)
     assert sorted(t["trial_id"] for t in again["trials"]) == sorted(last)
     assert {p: len(p.read_text().splitlines()) for p in lines} == lines
-    assert json.loads((tune_dir / "trials.json").read_text())[0]["trial_id"] in last
+    assert json.loads((sweep_dir / "trials.json").read_text())[0]["trial_id"] in last
