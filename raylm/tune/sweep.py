@@ -255,7 +255,6 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     connect(cfg.cluster, address)
     shards = ensure_shards(cfg, out)
     sweep_dir = tune_dir / tc.name  # this sweep's own files (Tune's experiment folder when storage is local)
-    C.save(cfg, sweep_dir / "config.yaml")
 
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, data_dir=str(shards), tune_dir=str(tune_dir), storage=storage,
@@ -286,6 +285,7 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
                                       failure_config=tune.FailureConfig(max_failures=0),
                                       callbacks=[_free_stopped_trials_callback()]),
         )
+    C.save(cfg, sweep_dir / "config.yaml")  # after the "exists" check above: saving creates the folder
     results = tuner.fit()
     records = collect(results, params, tc.metric)
     max_t = tc.max_t or t.max_steps
