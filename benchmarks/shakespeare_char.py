@@ -127,7 +127,10 @@ def main() -> None:
 
     # The dashboard stays on, as in every raylm run: without it Ray Train's placement-group cleaner
     # polls a missing state API and the 1-worker run loses half its speed (measured here: 0.43x).
-    ray.init(address="local", num_cpus=threads, include_dashboard=True, log_to_driver=True)
+    # Ray is started the way every raylm command starts it (workers at cluster.worker_niceness).
+    from raylm.cluster import ClusterConfig, connect
+
+    connect(ClusterConfig(num_cpus=threads))
     # 2. Ray Train, 1 worker with all CPUs: the quality run (nanoGPT's full 2000 iterations)
     res = fit(model, train_cfg(args.iters, 1, threads, 250, 20), str(data), str(work / "ray1"), 1337)
     from raylm.eval.lm import EvalConfig, evaluate_split

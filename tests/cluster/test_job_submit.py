@@ -15,6 +15,8 @@ The working dir uploaded with the job is a temp copy of raylm/, configs/ and pyp
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shutil
@@ -114,7 +116,9 @@ def _pids_mentioning(text: str) -> list[int]:
     return pids
 
 
-def test_ray_job_submit_tiny_run(tmp_path):
+@contextlib.contextmanager
+def _head(tmp_path: Path):
+    """A `ray start --head --block` cluster on 127.0.0.1 with its dashboard; yields its address."""
     ray = str(BIN / "ray")
     temp_dir = tempfile.mkdtemp(prefix="rlj", dir="/tmp")
     gcs, dash, client, agent, agent_grpc, metrics, rte, nm, om = _free_ports(9)
@@ -129,30 +133,62 @@ def test_ray_job_submit_tiny_run(tmp_path):
         stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT)
     try:
         _dashboard_up(dash, head, time.monotonic() + HEAD_START_S)
-        wd = make_working_dir(tmp_path / "wd")
-        out = tmp_path / "out"
-        job_id = f"raylm-test-{uuid.uuid4().hex[:8]}"
-        address = f"http://127.0.0.1:{dash}"
-        # Blocks, streaming the driver's output, until the job ends.
-        sub = subprocess.run(
-            [ray, "job", "submit", "--address", address, "--submission-id", job_id, "--working-dir", str(wd),
-             "--", "python", "-m", "raylm", "run", "configs/tiny.yaml", "--set", f"out={out}"],
-            env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
-        from ray.job_submission import JobStatus, JobSubmissionClient
+        yield f"http://127.0.0.1:{dash}"
+    finally:
+        _stop(head, temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not _pids_mentioning(temp_dir), "processes of the test's Ray head survived teardown"
 
-        status = JobSubmissionClient(address).get_job_status(job_id)  # the machine-readable status
-        assert status == JobStatus.SUCCEEDED, (
-            f"job {job_id}: {status}\n--- submit output (tail) ---\n{(sub.stdout + sub.stderr)[-4000:]}")
-        assert sub.returncode == 0
-        # the driver joined this cluster (RAY_ADDRESS set by the job), not a Ray of its own
-        assert "[raylm] joined Ray cluster" in sub.stdout
+
+def _submit(address: str, tmp_path: Path, *cmd: str) -> tuple[str, subprocess.CompletedProcess]:
+    """`ray job submit` (blocking, streaming the driver's output) of `python -m raylm ...`."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    wd = make_working_dir(tmp_path / "wd")
+    job_id = f"raylm-test-{uuid.uuid4().hex[:8]}"
+    sub = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id", job_id, "--working-dir",
+         str(wd), "--", "python", "-m", "raylm", *cmd],
+        env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    status = JobSubmissionClient(address).get_job_status(job_id)  # the machine-readable status
+    assert status == JobStatus.SUCCEEDED, (
+        f"job {job_id}: {status}\n--- submit output (tail) ---\n{(sub.stdout + sub.stderr)[-4000:]}")
+    assert sub.returncode == 0
+    # the driver joined this cluster (RAY_ADDRESS set by the job), not a Ray of its own
+    assert "[raylm] joined Ray cluster" in sub.stdout
+    return job_id, sub
+
+
+def test_ray_job_submit_tiny_run(tmp_path):
+    with _head(tmp_path) as address:
+        out = tmp_path / "out"
+        _submit(address, tmp_path, "run", "configs/tiny.yaml", "--set", f"out={out}")
         manifest = json.loads((out / "data" / "shards" / "manifest.json").read_text())
         assert manifest["splits"]["train"]["tokens"] > 0
         train = json.loads((out / "train" / "result.json").read_text())
         assert train["metrics"]["step"] == 30 and train["checkpoint"]
         report = json.loads((out / "eval" / "report.json").read_text())
         assert report["lm"]["perplexity"] > 1
-    finally:
-        _stop(head, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    assert not _pids_mentioning(temp_dir), "processes of the test's Ray head survived teardown"
+
+
+@pytest.mark.slow
+def test_ray_job_submit_tune_sweep_with_dashboard(tmp_path):
+    """A sweep submitted to a `ray start --head` cluster: every trial a Ray Train run on it, the
+    dashboard answering and listing the job while it runs, the report and best.yaml written."""
+    import urllib.request
+
+    with _head(tmp_path) as address:
+        out = tmp_path / "out"
+        job_id, sub = _submit(address, tmp_path, "tune", "configs/tune_tiny.yaml", "--set", f"out={out}",
+                              "--set", "tune.num_samples=2", "--set", "train.max_steps=10",
+                              "--set", "train.eval_interval=5", "--set", "tune.grace_period=5")
+        with urllib.request.urlopen(f"{address}/api/jobs/", timeout=10) as r:  # the dashboard's job API
+            jobs = {j.get("submission_id"): j for j in json.loads(r.read())}
+        assert jobs[job_id]["status"] == "SUCCEEDED"
+        with urllib.request.urlopen(address, timeout=10) as r:  # the dashboard page itself
+            assert r.status == 200
+        sweep_dir = out / "tune" / "sweep"
+        trials = json.loads((sweep_dir / "trials.json").read_text())
+        assert len(trials) == 2 and all(t["history"] for t in trials)
+        assert (sweep_dir / "report.md").is_file() and (sweep_dir / "best.yaml").is_file()
+        assert "tune done: best trial" in sub.stdout
