@@ -170,3 +170,20 @@ def test_keep_best_by_val_loss_plus_newest(tiny_shards, tmp_path):
     best2 = sorted(sorted(vals, key=vals.get)[:2])
     assert kept == sorted(set(best2) | {12})
     assert all(json.loads((tmp_path / "checkpoints" / f"step-{k}" / "model.json").read_text())["step"] == k for k in kept)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~30-60 s on 2 cores
+def test_compiled_training_matches_eager_and_checkpoints_plain_weights(tiny_shards, tmp_path):
+    """train.compile=True: same losses as eager (dropout off; fused kernels round differently),
+    and the checkpoint holds the plain module's weights (no `_orig_mod.` prefix), loadable eagerly."""
+    hist = {}
+    for compiled in (False, True):
+        cfg = TrainConfig(max_steps=4, batch_size=4, eval_interval=4, eval_batches=2, log_interval=1,
+                          num_workers=0, keep_checkpoints=0, compile=compiled, schedule=ScheduleConfig(warmup_steps=1))
+        session = LocalSession(dir=str(tmp_path / str(compiled)), keep=0)
+        train_worker({"model": tiny_cfg(vocab_size=0, dropout=0.0), "train": cfg, "data_dir": str(tiny_shards),
+                      "seed": 3, "out": str(tmp_path / str(compiled))}, session)
+        hist[compiled] = [m["loss"] for m in session.history]
+    assert len(hist[True]) == 4 and hist[True] == pytest.approx(hist[False], abs=1e-4)
+    m = ckpt.load_model(tmp_path / "True" / "checkpoints" / "step-4")
+    assert not any(k.startswith("_orig_mod") for k in m.state_dict())
