@@ -55,9 +55,7 @@ def one_sweep(config: str, overrides: list[str], name: str, scheduler: str, addr
 
 def reproduce(best_config: str, expected: float, address: str | None) -> dict:
     """`raylm train best.yaml` as a user runs it; its final val_loss against the trial's."""
-    from raylm.root import RootConfig as _R
-
-    cfg = C.load(_R, best_config)
+    cfg = C.load(RootConfig, best_config)
     shutil.rmtree(Path(cfg.out) / "train", ignore_errors=True)  # a fresh run, not a resume
     cmd = [sys.executable, "-m", "raylm", "train", best_config, *(["--address", address] if address else [])]
     t0 = time.perf_counter()

@@ -73,15 +73,19 @@ def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batc
                        schedule=ScheduleConfig(warmup_steps=100, min_lr=1e-4, decay_steps=2000))
 
 
-def steady_tokens_per_s(run_dir: Path) -> float:
-    """Median tokens/s over logging windows, skipping the first two (start-up, compilation)."""
+def _metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl lines (rank 0), in order."""
     import json
 
-    hist = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()] if (
-        run_dir / "metrics.jsonl").exists() else None
-    if hist is None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
         raise RuntimeError(f"no metrics in {run_dir}")
-    vals = [h["tokens_per_s"] for h in hist if "tokens_per_s" in h and "val_loss" not in h][2:]
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def steady_tokens_per_s(run_dir: Path) -> float:
+    """Median tokens/s over logging windows, skipping the first two (start-up, compilation)."""
+    vals = [h["tokens_per_s"] for h in _metrics(run_dir) if "tokens_per_s" in h and "val_loss" not in h][2:]
     return statistics.median(vals)
 
 
@@ -196,18 +200,12 @@ def main() -> None:
 
 
 def _ray_history(run_dir: Path) -> list[dict]:
-    import json
-
-    return [h for h in (json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines())
-            if "val_loss" in h]
+    return [h for h in _metrics(run_dir) if "val_loss" in h]
 
 
 def _memory(run_dir: Path) -> dict:
     """Rank 0's parameter memory and peak RSS, from the last metrics line that has them."""
-    import json
-
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    last = next(r for r in reversed(rows) if "param_mem_mb" in r)
+    last = next(r for r in reversed(_metrics(run_dir)) if "param_mem_mb" in r)
     return {"param_mem_mb": last["param_mem_mb"], "peak_rss_gb": last.get("peak_rss_gb")}
 
 

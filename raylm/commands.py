@@ -45,18 +45,27 @@ def data(args, cfg: RootConfig | None = None) -> dict:
     return m
 
 
-def train(args, cfg: RootConfig | None = None, init_from: str | None = None, stage: str = "train",
-          data_dir: str | None = None) -> dict:
-    from raylm.train.trainer import fit
-
-    cfg = cfg or load(args)
+def _start_stage(args, cfg: RootConfig, stage: str) -> str | None:
+    """Save the resolved config beside the stage's output, join Ray when the stage uses Ray Train
+    workers, and return where Ray Train persists the run (None: under the stage's folder)."""
     p = _paths(cfg)
     _save(cfg, p["out"], p[stage])
     if cfg.train.num_workers > 0:
         from raylm.cluster import connect
 
         connect(cfg.cluster, args.address)
-    storage = f"{cfg.cluster.storage_path.rstrip('/')}/{Path(cfg.out).name}/{stage}" if cfg.cluster.storage_path else None
+    if not cfg.cluster.storage_path:
+        return None
+    return f"{cfg.cluster.storage_path.rstrip('/')}/{Path(cfg.out).name}/{stage}"
+
+
+def train(args, cfg: RootConfig | None = None, init_from: str | None = None, stage: str = "train",
+          data_dir: str | None = None) -> dict:
+    from raylm.train.trainer import fit
+
+    cfg = cfg or load(args)
+    p = _paths(cfg)
+    storage = _start_stage(args, cfg, stage)
     data_dir = str(Path(data_dir).resolve()) if data_dir else None
     result = fit(cfg.model, cfg.train, data_dir or str(p["shards"]), str(p[stage]), cfg.seed, init_from=init_from,
                  storage_path=storage)
@@ -85,13 +94,7 @@ def _classify(args, cfg: RootConfig, src: str | None) -> dict:
     from raylm.train.finetune import run_classify
 
     p = _paths(cfg)
-    _save(cfg, p["out"], p["finetune"])
-    if cfg.train.num_workers > 0:
-        from raylm.cluster import connect
-
-        connect(cfg.cluster, args.address)
-    storage = (f"{cfg.cluster.storage_path.rstrip('/')}/{Path(cfg.out).name}/finetune"
-               if cfg.cluster.storage_path else None)
+    storage = _start_stage(args, cfg, "finetune")
     result = run_classify(cfg.finetune, cfg.train, str(p["finetune"]), cfg.seed, init_from=src,
                           model_cfg=cfg.model, storage_path=storage, data_dir=str(p["shards"]))
     print(f"[raylm] classifier fine-tuned: report {p['finetune'] / 'report.md'}; checkpoint {result.get('checkpoint')}")

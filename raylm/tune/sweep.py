@@ -105,8 +105,8 @@ PG_KEY = "train_placement_group"  # result key: the hex id of the trial's Train 
 def _train_callbacks(metric: str) -> list:
     """[placement-group recorder, TuneReportCallback that forwards only reports carrying `metric`].
 
-    Forwarding: the loop also reports at log intervals, and Tune's strict metric check rejects a
-    result without the metric. Recording: a trial stopped by the scheduler dies with its Train
+    Forwarding: the loop reports to Ray Train only at evaluations, which all carry the metric;
+    the filter keeps Tune's strict metric check from failing a trial on any report that does not. Recording: a trial stopped by the scheduler dies with its Train
     controller, and the workers' placement group outlives both (Ray ties it to the job); Train's
     own cleaner finds dead controllers through the state API, which fails without the dashboard
     or when several Ray instances share the machine. So each result also carries the group's id,

@@ -16,20 +16,28 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # ~2-3 min on 2 busy cores: Ray Train start-up dominates each trial
 
 
+def _sweep(out, tiny_shards, max_steps: int, *extra: str) -> tuple[RootConfig, list[str], dict]:
+    """configs/tune_tiny.yaml on the tiny shards: evaluations every 5 steps, rungs at 5, 10, ..."""
+    from raylm.tune import sweep
+
+    overrides = [
+        f"out={out}", f"train.data_dir={tiny_shards}", f"train.max_steps={max_steps}", "train.eval_interval=5",
+        "train.log_interval=5", "train.eval_batches=2", "train.schedule.warmup_steps=0",
+        "tune.grace_period=5", "tune.reduction_factor=2", *extra,
+    ]
+    cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
+    return cfg, overrides, sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=False)
+
+
 def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, tmp_path):
     from raylm.tune import sweep
 
     out = tmp_path / "run"
-    overrides = [
-        f"out={out}", f"train.data_dir={tiny_shards}", "train.max_steps=20", "train.eval_interval=5",
-        "train.log_interval=5", "train.eval_batches=2", "train.schedule.warmup_steps=0",
+    cfg, overrides, res = _sweep(
+        out, tiny_shards, 20,
         # Two good and two hopeless learning rates, in grid order: trials 3 and 4 can only start
         # once trials 1 and 2 have given their CPUs back.
-        "tune.space={train.optim.lr: {grid: [3.0e-3, 1.0e-5, 2.0e-3, 1.0e-5]}}",
-        "tune.num_samples=1", "tune.grace_period=5", "tune.reduction_factor=2",
-    ]
-    cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
-    res = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=False)
+        "tune.space={train.optim.lr: {grid: [3.0e-3, 1.0e-5, 2.0e-3, 1.0e-5]}}", "tune.num_samples=1")
 
     trials = res["trials"]
     assert len(trials) == 4
@@ -63,18 +71,11 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
 def test_other_schedulers_and_optuna_run_end_to_end(ray_session, tiny_shards, tmp_path, scheduler, searcher):
     """HyperBand with Optuna's TPE and median stopping with random search, as real sweeps: every
     trial reports, the searcher's samples stay inside the space, and a best.yaml comes out."""
-    from raylm.tune import sweep
-
     out = tmp_path / "run"
-    overrides = [
-        f"out={out}", f"train.data_dir={tiny_shards}", "train.max_steps=10", "train.eval_interval=5",
-        "train.log_interval=5", "train.eval_batches=2", "train.schedule.warmup_steps=0",
+    _, _, res = _sweep(
+        out, tiny_shards, 10,
         "tune.space={train.optim.lr: {loguniform: [1.0e-4, 3.0e-3]}, model.dropout: {choice: [0.0, 0.1]}}",
-        "tune.num_samples=3", "tune.grace_period=5", "tune.reduction_factor=2",
-        f"tune.scheduler={scheduler}", f"tune.searcher={searcher}", f"tune.name={scheduler}",
-    ]
-    cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
-    res = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=False)
+        "tune.num_samples=3", f"tune.scheduler={scheduler}", f"tune.searcher={searcher}", f"tune.name={scheduler}")
     trials = res["trials"]
     assert len(trials) == 3 and all(t["history"] and not t["error"] for t in trials), trials
     for t in trials:
