@@ -6,8 +6,9 @@ else a local Ray sized to this machine.
 
 A local Ray runs its workers at `cluster.worker_niceness` (default 0, Ray's own default is 15):
 the workers are the job, and at nice 15 every tick of Ray's daemons or any other process
-preempts the training threads (on 2 cores Ray Train / plain PyTorch went 0.94 -> 0.96 with
-nice 0, alternating runs; within this VM's noise, but never worse). On `ray start` clusters
+preempts the training threads (Ray Train / plain PyTorch on 2 cores: 0.923 at nice 0,
+benchmarks/results/shakespeare_char.json, against 0.916 at nice 15,
+shakespeare_char_worker_nice15.json: within this VM's run-to-run noise). On `ray start` clusters
 set RAY_worker_niceness=0 in the environment of `ray start` (cluster/ does).
 """
 
