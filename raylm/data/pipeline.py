@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -132,6 +133,10 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
             log.info("data already complete in %s (same config); skipping", shard_dir)
             return m
     shard_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-write leaves its writer's temp file (.<name>.tmp-<pid>); the rename never
+    # happened, so it is garbage. One `raylm data` per output folder: no writer is live now.
+    for tmp in [*out.glob(".*.tmp*"), *shard_dir.glob(".*.tmp*")]:
+        tmp.unlink()
     t0 = time.time()
 
     # 1. ingest + stages. Checked before any work: inputs exist.
@@ -194,15 +199,19 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     n_shards = {s: cfg.shards.num_shards or max(1, math.ceil(n / cfg.shards.shard_tokens))
                 for s, n in per_split.items()}
     enc = enc.map_batches(_add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
-    meta = (enc.groupby("shard", num_partitions=sum(n_shards.values())).map_groups(shards.write_shard, fn_args=(str(shard_dir), dtype),
-                                            batch_format="pyarrow").take_all())
+    pause_s = float(os.environ.get("RAYLM_SHARD_PAUSE_S", "0"))  # test hook, see _write_shard
+    meta = (enc.groupby("shard", num_partitions=sum(n_shards.values()))
+            .map_groups(_write_shard, fn_args=(str(shard_dir), dtype, pause_s), batch_format="pyarrow").take_all())
+    # stats.json before the manifest: the manifest is written last, its presence means "complete".
+    report["seconds"] = round(time.time() - t0, 2)
+    tmp = out / ".stats.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(out / "stats.json")
     manifest = shards.write_manifest(
         shard_dir, [dict(m) for m in meta], dtype=dtype, vocab_size=vocab_size, eos_id=tok.token_to_id(EOS),
         tokenizer="tokenizer.json",
         extra={"tokenizer_kind": "file" if cfg.tokenizer.path else cfg.tokenizer.kind, "seed": seed,
                "fingerprint": fp, "stats": "../stats.json"})
-    report["seconds"] = round(time.time() - t0, 2)
-    (out / "stats.json").write_text(json.dumps(report, indent=2))
     m = shards.read_manifest(shard_dir)
     for split, d in m["splits"].items():
         print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
@@ -246,6 +255,16 @@ def _sample_texts(ds, limit: int):
             seen += len(t.encode("utf-8"))
             if seen >= limit:
                 return
+
+
+def _write_shard(group: pa.Table, out_dir: str, dtype: str, pause_s: float) -> pa.Table:
+    """shards.write_shard, then wait `pause_s` seconds. The pause is a fault-injection hook:
+    RAYLM_SHARD_PAUSE_S (read on the driver, 0 = off) holds each writing task after its shard is
+    done, so tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards."""
+    meta = shards.write_shard(group, out_dir, dtype)
+    if pause_s > 0:
+        time.sleep(pause_s)
+    return meta
 
 
 def _token_sums(batch: pa.Table) -> pa.Table:
