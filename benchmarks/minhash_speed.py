@@ -4,7 +4,8 @@ Baseline: per document, `shingles()` (lowercased whitespace 5-grams) + one
 `datasketch.MinHash(num_perm=128).update_batch(encoded shingles)`, the usual way to
 use datasketch. Compared in the same run, on one core each:
 
-- raylm fast   signatures(pa.array(docs), MinHashConfig())      (the default)
+- raylm fast   signatures(pa.array(docs), MinHashConfig())      (the default: numba kernels)
+- raylm fast, numpy path: the same values without numba (the reference implementation)
 - raylm sha1   the datasketch-compatible mode (equal hash values)
 - rensa        RMinHash(128, seed).update(shingle list)          if installed
 - datatrove    MinhashDedupSignature get_shingles + get_signature, sha1 64-bit,
@@ -20,6 +21,7 @@ raylm fast docs/s, its ratio over datasketch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -30,6 +32,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import write_result  # noqa: E402
+from raylm.data.dedup import kernels  # noqa: E402
 from raylm.data.dedup.minhash import MinHashConfig, shingles, signatures  # noqa: E402
 
 SHARED = Path(os.environ.get("RAYLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -45,6 +48,17 @@ def make_docs(n: int, size: int = 3000, seed: int = 0) -> list[str]:
         e = text.rfind(" ", s, s + size)
         docs.append(text[s:e])
     return docs
+
+
+@contextlib.contextmanager
+def numpy_path():
+    """Run signatures() on the numpy reference path instead of the numba kernels."""
+    saved = kernels.available
+    kernels.available = lambda: False
+    try:
+        yield
+    finally:
+        kernels.available = saved
 
 
 def rate(fn, n_docs: int, repeat: int = 3) -> float:
@@ -80,7 +94,11 @@ def main() -> None:
     batches = [pa.array(docs[i:i + args.batch]) for i in range(0, len(docs), args.batch)]
 
     fast = MinHashConfig(num_perm=num_perm, seed=seed)
+    signatures(batches[0], fast)  # numba compiles (or loads its cache) once per process
     results["raylm_fast"] = rate(lambda: [signatures(b, fast) for b in batches], len(docs))
+    # The same values through the pure-numpy reference path (used when numba is absent).
+    with numpy_path():
+        results["raylm_fast_numpy_path"] = rate(lambda: [signatures(b, fast) for b in batches], len(docs))
     compat = MinHashConfig(num_perm=num_perm, seed=seed, hash="sha1")
     sub_batches = [pa.array(sub)]
     results["raylm_sha1_datasketch_compatible"] = rate(lambda: [signatures(b, compat) for b in sub_batches], len(sub))
@@ -129,7 +147,7 @@ def main() -> None:
                    "source": "tinyshakespeare 3 KB windows"},
         "others_docs_per_s": results,
         "others_ratio": {k: (None if v is None else v / base) for k, v in results.items()},
-    }, extra_versions=("rensa", "datatrove", "xxhash", "scipy"))
+    }, extra_versions=("numba", "rensa", "datatrove", "xxhash", "scipy"))
 
 
 if __name__ == "__main__":

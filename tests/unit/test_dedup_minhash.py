@@ -9,6 +9,7 @@ import pytest
 datasketch = pytest.importorskip("datasketch")
 from datasketch.lsh import _optimal_param  # noqa: E402
 
+from raylm.data.dedup import kernels  # noqa: E402
 from raylm.data.dedup.minhash import (  # noqa: E402
     MinHashConfig,
     band_keys,
@@ -83,6 +84,35 @@ def test_long_tokens_and_chunked_arrays():
     hv, offsets = fast_shingle_hashes(texts, 2)
     assert list(np.diff(offsets)) == [3, 1, 3]
     np.testing.assert_array_equal(hv[0:3], hv[4:7])
+
+
+EDGE_TEXTS = TEXTS + [
+    "  lead and trail  \n", "a\u3000b\u2028c d e f\u205fg\u1680h\u0085i\u202fj k", "ΑΒΓ δεζ ηθι κλμ νξο πρσ",
+    "tab\tsep\x0bvt\x0cff\rcr\x1dgs words", "x" * 65 + " tail of a long word doc",  # > 64-byte word
+    "y" * 64 + " exactly sixty four", "one", "two words", "a b c d", "\u00e9\u00a0\u00e9", "\u2000\u200a", "z",
+]
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba not installed")
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("scheme", ["affine32", "legacy"])
+def test_numba_kernels_equal_numpy_reference(monkeypatch, n, scheme):
+    """The compiled path and the numpy path give identical shingle hashes and signatures,
+    on whitespace edge cases, long words (the kernel hands those docs to numpy), short,
+    empty and null docs, sliced (non-zero offset) and chunked arrays."""
+    cfg = MinHashConfig(ngram=n, num_perm=64, seed=7, scheme=scheme)
+    arr = pa.array(EDGE_TEXTS * 2, pa.large_string())
+    inputs = [arr, arr.slice(5), arr.slice(3, 9), pa.chunked_array([arr.slice(0, 4), arr.slice(4)])]
+    compiled = [(fast_shingle_hashes(x, n), signatures(x, cfg)) for x in inputs]
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    for x, ((hv, offs), (sig, counts)) in zip(inputs, compiled):
+        ref_hv, ref_offs = fast_shingle_hashes(x, n)
+        np.testing.assert_array_equal(hv, ref_hv)
+        np.testing.assert_array_equal(offs, ref_offs)
+        ref_sig, ref_counts = signatures(x, cfg)
+        np.testing.assert_array_equal(sig, ref_sig)
+        np.testing.assert_array_equal(counts, ref_counts)
+    assert (counts > 0).sum() > 5 and (sig != np.uint32(0xFFFFFFFF)).any()
 
 
 def test_jaccard_estimate_is_close():

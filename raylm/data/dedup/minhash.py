@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylm.data.dedup import kernels
+
 _MERSENNE = np.uint64((1 << 61) - 1)
 _MAX32 = np.uint64((1 << 32) - 1)
 _U64 = np.uint64
@@ -39,6 +41,7 @@ _POLY = (1 << 40) + 0x1B3 | 1
 _POLY_INV = pow(_POLY, -1, 1 << 64)
 _LEN_MIX = _U64(0x9E3779B97F4A7C15)
 _GRAM_MULT = [_U64((0xC2B2AE3D27D4EB4F * (2 * k + 1)) & ((1 << 64) - 1) | 1) for k in range(64)]
+_GRAM_MULT_ARR = np.array(_GRAM_MULT, dtype=np.uint64)
 _CHUNK_CELLS = 1 << 21  # shingles x perms computed at once: 2M cells = 8 MB of uint32
 
 
@@ -183,15 +186,36 @@ def _word_hashes(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.nda
     return h
 
 
-def _tokens(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(data, token starts, token ends, tokens per doc): whitespace split of lowercased
-    UTF-8 `texts` on the same characters as str.split(), done on the bytes in numpy."""
+def _raw_bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(the UTF-8 data buffer, zero-copy; absolute doc offsets into it (N+1,)) of `texts`."""
     n = len(texts)
     offs = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset:texts.offset + n + 1]
     buf = texts.buffers()[2]
-    raw = np.frombuffer(buf, dtype=np.uint8)[offs[0]:offs[-1]] if buf is not None else np.zeros(0, np.uint8)
-    offs = offs - offs[0]
-    data = np.concatenate([raw, np.zeros(8, dtype=np.uint8)])
+    return (np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)), offs
+
+
+def _bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes padded with 8 zero bytes, doc offsets (N+1,) from 0) of `texts`."""
+    raw, offs = _raw_bytes(texts)
+    raw = raw[offs[0]:offs[-1]]
+    return np.concatenate([raw, np.zeros(8, dtype=np.uint8)]), offs - offs[0]
+
+
+def _lowered(texts: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
+    """Nulls as "", lowercased (ascii_lower for ASCII batches, else utf8_lower), one chunk."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
+    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    if len(texts) == 0:
+        return texts
+    return pc.ascii_lower(texts) if pc.all(pc.string_is_ascii(texts)).as_py() else pc.utf8_lower(texts)
+
+
+def _tokens(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(data, token starts, token ends, tokens per doc): whitespace split of lowercased
+    UTF-8 `texts` on the same characters as str.split(), done on the bytes in numpy."""
+    data, offs = _bytes(texts)
+    raw = data[:-8]
     ws = _WS[raw]
     lead = np.flatnonzero(raw >= 0xC2)  # lead bytes of the multi-byte whitespace above
     if len(lead):
@@ -222,13 +246,31 @@ def fast_shingle_hashes(texts: pa.Array | pa.ChunkedArray, n: int) -> tuple[np.n
     is done on the UTF-8 bytes on exactly str.split()'s whitespace. Nulls count as "".
     A shingle hash is fmix64(sum_k word_hash[t+k] * M_k) over its n words (order-aware).
     """
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    texts = _lowered(texts)
     if len(texts) == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
-    ascii_only = pc.all(pc.string_is_ascii(texts)).as_py()
-    data, starts, ends, lens = _tokens(pc.ascii_lower(texts) if ascii_only else pc.utf8_lower(texts))
+    if kernels.available():
+        data, offs = _raw_bytes(texts)
+        hv, offsets, long = kernels.shingle_hashes_kernel(data, offs, n, _WS, _GRAM_MULT_ARR)
+        if long.any():  # docs with a > 64-byte word: their hashes from the numpy path
+            idx = np.flatnonzero(long)
+            lhv, loffs = _numpy_shingle_hashes(texts.take(pa.array(idx)), n)
+            counts = np.diff(offsets)
+            counts[idx] = np.diff(loffs)
+            merged = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            out = np.empty(int(merged[-1]), dtype=np.uint64)
+            keep = np.flatnonzero(~long)  # kernel hashes: the kept docs' runs, in order
+            out[np.repeat(merged[keep] - offsets[keep], counts[keep]) + np.arange(len(hv))] = hv
+            lc = np.diff(loffs)
+            out[np.repeat(merged[idx] - loffs[:-1], lc) + np.arange(len(lhv))] = lhv
+            hv, offsets = out, merged
+        return hv, offsets
+    return _numpy_shingle_hashes(texts, n)
+
+
+def _numpy_shingle_hashes(texts: pa.LargeStringArray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """fast_shingle_hashes on already lowercased, null-free `texts`, in numpy (the reference)."""
+    data, starts, ends, lens = _tokens(texts)
     w = _word_hashes(data, starts, ends)
     n_docs = len(lens)
     tok_start = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
@@ -307,6 +349,20 @@ def signatures_from_hashes(hv: np.ndarray, offsets: np.ndarray, cfg: MinHashConf
 
 def signatures(texts: pa.Array | pa.ChunkedArray, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
     """(signatures (N, num_perm) uint32, shingle counts (N,) int64) for a text column."""
+    if cfg.hash == "fast" and kernels.available():
+        low = _lowered(texts)
+        a, b = permutations(cfg.num_perm, cfg.seed, cfg.scheme)
+        if len(low) == 0:
+            return np.zeros((0, cfg.num_perm), dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        data, offs = _raw_bytes(low)
+        sig, counts, long = kernels.signatures_kernel(data, offs, cfg.ngram, _WS, _GRAM_MULT_ARR,
+                                                      a, b, cfg.scheme == "legacy")
+        if long.any():  # docs with a > 64-byte word: the numpy path (blake2b for those words)
+            idx = np.flatnonzero(long)
+            hv, loffs = _numpy_shingle_hashes(low.take(pa.array(idx)), cfg.ngram)
+            sig[idx] = signatures_from_hashes(hv, loffs, cfg)
+            counts[idx] = np.diff(loffs)
+        return sig, counts
     hv, offsets = shingle_hashes(texts, cfg)
     return signatures_from_hashes(hv, offsets, cfg), np.diff(offsets)
 
