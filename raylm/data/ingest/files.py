@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raylm.data.ingest.objstore import from_uri
 from raylm.data.schema import conform, doc_id, make_docs
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class FilesConfig:
 
 def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     if "://" in path:
-        return pafs.FileSystem.from_uri(path)
+        return from_uri(path)  # gs:// honours STORAGE_EMULATOR_HOST (see objstore)
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 

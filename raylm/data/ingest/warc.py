@@ -59,11 +59,11 @@ class WarcConfig:
 # --- paths -------------------------------------------------------------------------------
 
 def _fs(uri: str):
-    import pyarrow.fs as pafs
+    from raylm.data.ingest.objstore import from_uri  # gs:// honours STORAGE_EMULATOR_HOST
 
     if "://" not in uri:
         uri = os.path.abspath(os.path.expanduser(uri))
-    return pafs.FileSystem.from_uri(uri)
+    return from_uri(uri)
 
 
 def _join(uri: str, fs_path: str) -> str:
