@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -117,3 +118,35 @@ def test_exact_and_url_stage_on_ray(ray_session):
     got = _drops(exact.run(ray.data.from_arrow(docs).repartition(2), cfg))
     # b: exact dup of a. Among the rest, c and d share b's URL; b is gone, so c survives.
     assert got == {"a": None, "b": "dedup:exact", "c": None, "d": "dedup:url", "e": "lang:fr"}
+
+
+def test_giant_bucket_split_on_ray_matches_unsplit_reference(ray_session, tmp_path):
+    """300 templated pages share their LSH buckets: with lsh.max_bucket=64 every such bucket
+    is split into sub-buckets on Ray, and the marks and clusters equal the unsplit
+    single-process reference."""
+    import random
+
+    import ray
+
+    from raylm.data.dedup.lsh import LSHConfig
+
+    text = (Path(__file__).resolve().parents[2] / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text()
+    words = text.split()
+    rng = random.Random(0)
+    template = " ".join(words[:400])
+    rows = [{"id": f"t{i:04d}", "text": template + f" page {i} footer{i}"} for i in range(300)]
+    for i in range(100):
+        s = rng.randrange(len(words) - 300)
+        rows.append({"id": f"d{i:04d}", "text": " ".join(words[s:s + 300])})
+    docs = schema.make_docs(rows)
+    cfg = DedupConfig(num_partitions=4, exact=False, lsh=LSHConfig(max_bucket=64))
+    work = tmp_path / "dedup"
+    got = _drops(run(ray.data.from_arrow(docs).repartition(4), cfg, str(work)))
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["candidates"]["split_buckets"] >= 10 and summary["candidates"]["sub_buckets"] >= 50
+
+    want, want_clusters, _ = dedup_local(docs, cfg)  # the reference never splits
+    assert got == dict(zip(want["id"].to_pylist(), want["drop"].to_pylist()))
+    assert sum(got[f"t{i:04d}"] is not None for i in range(300)) == 299  # one template page survives
+    clusters = _table(ray.data.read_parquet(str(work / "clusters")))
+    assert _sorted_rows(clusters, ["id", "cluster"]) == _sorted_rows(want_clusters, ["id", "cluster"])

@@ -7,6 +7,15 @@ all pairs for buckets of at most `all_pairs_max_bucket` members (good recall whe
 candidates are verified), else a star from the best-ranked member to the others
 (O(bucket) edges and memory however large the bucket). Edges are (src, dst) rank
 strings with src < dst, de-duplicated by a second shuffle on src.
+
+Giant buckets (thousands of templated pages sharing a band) would land whole in one
+task. With `max_bucket` set, a deterministic sample of the rows (1 doc in `every`, by a
+hash of its rank) is counted per key first; keys estimated above max_bucket get a
+sub-bucket per row (hash of the rank mod n_sub, folded into the key, so each sub-bucket
+goes to its own partition) and one sampled member of the bucket, the anchor, is added to
+every sub-bucket. Each sub-bucket's star then reaches the anchor, so the bucket stays one
+connected piece while no task holds more than about max_bucket/2 of its rows. Only the
+heavy keys (at most rows / max_bucket of them) reach the driver.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ class LSHConfig:
     bands: int = 0                    # bands; 0 = derive from threshold
     rows: int = 0                     # rows per band; 0 = derive from threshold
     all_pairs_max_bucket: int = 16    # buckets up to this size emit all pairs, larger a star
+    max_bucket: int = 100_000         # buckets estimated above this are split into sub-buckets
+                                      # of about max_bucket/2 joined by one anchor member; 0 = never
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
@@ -40,6 +51,9 @@ class LSHConfig:
             raise ValueError("lsh.bands and lsh.rows must be set together (or both 0 to derive them)")
         if self.all_pairs_max_bucket < 2:
             raise ValueError(f"lsh.all_pairs_max_bucket must be >= 2, got {self.all_pairs_max_bucket}")
+        if self.max_bucket and self.max_bucket < 2 * self.all_pairs_max_bucket:
+            raise ValueError(f"lsh.max_bucket must be 0 or >= 2 * lsh.all_pairs_max_bucket "
+                             f"({2 * self.all_pairs_max_bucket}), got {self.max_bucket}")
 
     def params(self, num_perm: int) -> tuple[int, int]:
         """(bands, rows) for signatures of length num_perm."""
@@ -68,6 +82,84 @@ def bucket_rows(sigs: pa.Table, bands: int, rows: int, num_partitions: int) -> p
     rank = sigs["rank"].combine_chunks().take(pa.array(np.repeat(np.arange(n), bands)))
     part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
     return pa.table({"key": keys, "rank": rank, "part": part}, schema=BUCKET_SCHEMA)
+
+
+def sample_every(max_bucket: int) -> int:
+    """Sampling stride for heavy-bucket detection: ~50 sampled rows in a bucket at the limit."""
+    return int(min(64, max(1, max_bucket // 50)))
+
+
+def sampled_rows(rows: pa.Table, every: int) -> pa.Table:
+    """The rows of about 1 doc in `every` (same docs in every band and every run)."""
+    if rows.num_rows == 0 or every == 1:
+        return rows
+    keep = string_hashes(rows["rank"]) % np.uint64(every) == 0
+    return rows.filter(pa.array(keep))
+
+
+def heavy_keys(group: pa.Table, every: int, max_bucket: int) -> pa.Table:
+    """(key, n_sub, anchor) of the sampled buckets whose estimated size exceeds max_bucket.
+
+    n_sub splits the bucket into parts of about max_bucket/2; the anchor is the bucket's
+    smallest sampled rank (a real member)."""
+    out_schema = pa.schema([("key", pa.int64()), ("n_sub", pa.int64()), ("anchor", pa.string())])
+    if group.num_rows == 0:
+        return out_schema.empty_table()
+    agg = group.group_by("key", use_threads=False).aggregate([("rank", "count"), ("rank", "min")])
+    est = agg["rank_count"].to_numpy() * every
+    heavy = est > max_bucket
+    if not heavy.any():
+        return out_schema.empty_table()
+    n_sub = np.ceil(est[heavy] / (max_bucket / 2)).astype(np.int64)
+    return pa.table({"key": agg["key"].filter(pa.array(heavy)), "n_sub": n_sub,
+                     "anchor": agg["rank_min"].filter(pa.array(heavy))}, schema=out_schema)
+
+
+def _sub_keys(keys: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    from raylm.data.dedup.minhash import fmix64
+
+    return fmix64(keys.view(np.uint64) ^ (sub.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
+                  ).view(np.int64)
+
+
+def split_heavy(rows: pa.Table, heavy: pa.Table, num_partitions: int) -> pa.Table:
+    """Rows of heavy keys moved to sub-bucket keys (by a hash of the rank), partition redone."""
+    if rows.num_rows == 0 or heavy.num_rows == 0:
+        return rows
+    keys = rows["key"].to_numpy()
+    hk = heavy["key"].to_numpy()
+    order = np.argsort(hk)
+    pos = np.clip(np.searchsorted(hk[order], keys), 0, len(hk) - 1)
+    hit = hk[order][pos] == keys
+    if not hit.any():
+        return rows
+    idx = np.flatnonzero(hit)
+    n_sub = heavy["n_sub"].to_numpy()[order][pos[idx]]
+    sub = (string_hashes(rows["rank"].take(pa.array(idx))) % n_sub.astype(np.uint64)).astype(np.int64)
+    keys = keys.copy()
+    keys[idx] = _sub_keys(keys[idx], sub)
+    part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+    return pa.table({"key": keys, "rank": rows["rank"], "part": part}, schema=BUCKET_SCHEMA)
+
+
+def anchor_rows(heavy: pa.Table, num_partitions: int) -> pa.Table:
+    """One row per (heavy key, sub-bucket): the bucket's anchor, put in every sub-bucket."""
+    n_sub = heavy["n_sub"].to_numpy()
+    rep = np.repeat(np.arange(len(n_sub)), n_sub)
+    sub = np.arange(int(n_sub.sum())) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
+    keys = _sub_keys(heavy["key"].to_numpy()[rep], sub)
+    part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+    return pa.table({"key": keys, "rank": heavy["anchor"].take(pa.array(rep)), "part": part},
+                    schema=BUCKET_SCHEMA)
+
+
+def split_local(rows: pa.Table, max_bucket: int, num_partitions: int) -> pa.Table:
+    """Single-process reference of the heavy-bucket split in run()."""
+    every = sample_every(max_bucket)
+    heavy = heavy_keys(sampled_rows(rows, every), every, max_bucket)
+    if heavy.num_rows == 0:
+        return rows
+    return pa.concat_tables([split_heavy(rows, heavy, num_partitions), anchor_rows(heavy, num_partitions)])
 
 
 def bucket_edges(group: pa.Table, all_pairs_max_bucket: int) -> pa.Table:
@@ -119,14 +211,35 @@ def edges_local(sigs: pa.Table, cfg: LSHConfig, num_perm: int) -> pa.Table:
 
 # ---------------------------------------------------------------- Ray shell
 
-def run(sigs_ds, cfg: LSHConfig, num_perm: int, num_partitions: int = 32):
-    """Distinct candidate edges (src, dst), src < dst, of a (rank, minhash, n_shingles) dataset."""
+def run(sigs_ds, cfg: LSHConfig, num_perm: int, num_partitions: int = 32, info: dict | None = None):
+    """Distinct candidate edges (src, dst), src < dst, of a (rank, minhash, n_shingles) dataset.
+
+    `info`, if given, gets the number of split buckets and sub-buckets."""
     import functools
+
+    import ray
 
     b, r = cfg.params(num_perm)
     p = num_partitions
     rows = sigs_ds.map_batches(functools.partial(bucket_rows, bands=b, rows=r, num_partitions=p),
                                batch_format="pyarrow", num_cpus=0.5)
+    if cfg.max_bucket:
+        every = sample_every(cfg.max_bucket)
+        heavy_parts = (rows.map_batches(functools.partial(sampled_rows, every=every),
+                                        batch_format="pyarrow", num_cpus=0.5)
+                       .groupby("part", num_partitions=p)
+                       .map_groups(functools.partial(heavy_keys, every=every, max_bucket=cfg.max_bucket),
+                                   batch_format="pyarrow", num_cpus=0.5)
+                       .to_arrow_refs())
+        tables = [t for t in ray.get(heavy_parts) if t.num_rows]
+        heavy = pa.concat_tables(tables) if tables else None
+        if info is not None:
+            info.update(split_buckets=0 if heavy is None else heavy.num_rows,
+                        sub_buckets=0 if heavy is None else int(pc.sum(heavy["n_sub"]).as_py()))
+        if heavy is not None:
+            rows = rows.map_batches(functools.partial(split_heavy, heavy=heavy, num_partitions=p),
+                                    batch_format="pyarrow", num_cpus=0.5).union(
+                ray.data.from_arrow(anchor_rows(heavy, p)))
     edges = rows.groupby("part", num_partitions=p).map_groups(
         functools.partial(bucket_edges, all_pairs_max_bucket=cfg.all_pairs_max_bucket),
         batch_format="pyarrow", num_cpus=0.5)

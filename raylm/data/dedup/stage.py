@@ -260,15 +260,17 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                                 ("minhash", pa.list_(pa.uint32(), cfg.minhash.num_perm)), ("n_shingles", pa.int64())])
         sigs = _step(workdir, "signatures", sig_schema, lambda: ds.map_batches(
             functools.partial(signature_table, cfg=cfg), batch_format="pyarrow", num_cpus=0.5), summary)
+        lsh_info: dict = {}  # split giant buckets, filled when the candidates step runs
         if cfg.previous:  # incremental: ranks gain a 1-char OLD/NEW tag, old-old pairs are skipped
             lsh_sigs = incremental.lsh_input(sigs, cfg.previous, sig_schema)
             rule = PREFIX_WIDTH[cfg.survivor] + 1
             cands = _step(workdir, "candidates", EDGE_SCHEMA, lambda: lsh.run(
-                lsh_sigs, cfg.lsh, cfg.minhash.num_perm, p).map_batches(
+                lsh_sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info).map_batches(
                     incremental.without_old_pairs, batch_format="pyarrow", num_cpus=0.5), summary)
         else:
             cands = _step(workdir, "candidates", EDGE_SCHEMA,
-                          lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p), summary)
+                          lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info), summary)
+        summary["candidates"].update(lsh_info)
         if cfg.verify and cfg.previous:
             build_edges = lambda: incremental.verify_run(  # noqa: E731
                 cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
