@@ -1,6 +1,7 @@
 """Transfer learning pays: pretrained vs random init vs bag-of-words on SST-2 (and AG News).
 
-One run, same machine, same fine-tuning recipe and budget for both transformer arms:
+One run, same machine, same fine-tuning recipe and budget for both transformer arms (each arm
+fine-tuned at every --finetune-lrs value and keeping the one with the best SST-2 dev accuracy):
   1. bag-of-words logistic regression (uni+bigrams, C tuned on dev), benchmarks/transfer_bow.py;
   2. pretraining (unless --pretrain-checkpoint is given): byte-level BPE and a GPT trained with
      raylm's loop on unlabelled text: SST-2 train sentences (labels dropped), the AG News
@@ -11,7 +12,7 @@ One run, same machine, same fine-tuning recipe and budget for both transformer a
 SST-2: train.tsv to train, dev.tsv for early stopping / best step, test.tsv (872) reported.
 AG News has no train split here: dev.tsv rows [0, 9000) train, [9000, ...) validate, test.tsv reported.
 
-  .venv/bin/python benchmarks/transfer_sst2.py                 # the full run (~30+ min on CPU)
+  .venv/bin/python benchmarks/transfer_sst2.py                 # the full run (~70 min on 2 cores)
   .venv/bin/python benchmarks/transfer_sst2.py --quick         # a few minutes: checks the plumbing only
 Writes benchmarks/results/transfer_sst2.json (figures named as in issue 7).
 """
@@ -54,8 +55,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--block", type=int, default=64)
-    p.add_argument("--pretrain-steps", type=int, default=4000)
+    p.add_argument("--pretrain-steps", type=int, default=10000, help="x batch x block tokens (~30 CPU min here)")
     p.add_argument("--finetune-steps", type=int, default=1500)
+    p.add_argument("--finetune-lrs", type=float, nargs="+", default=[1e-4, 5e-4],
+                   help="fine-tuning learning rates tried for each arm on SST-2; each arm keeps the one with "
+                        "the best dev accuracy (and uses it for AG News)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-agnews", action="store_true")
@@ -65,6 +69,7 @@ def parse() -> argparse.Namespace:
     a = p.parse_args()
     if a.quick:
         a.vocab, a.n_layer, a.n_embd, a.pretrain_steps, a.finetune_steps = 512, 1, 32, 30, 30
+        a.finetune_lrs = a.finetune_lrs[:2]
     return a
 
 
@@ -112,14 +117,27 @@ def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str,
     return str(session.latest_checkpoint()), metrics
 
 
-def finetune(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GPTConfig, out: Path) -> dict:
+def finetune(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GPTConfig, out: Path, lr: float) -> dict:
     if a.quick:  # plumbing check: score 300 validation / test rows, not the whole files
         ft = replace(ft, max_eval_examples=300)
     tc = TrainConfig(max_steps=a.finetune_steps, batch_size=a.batch, eval_interval=max(1, a.finetune_steps // 5),
                      log_interval=max(1, a.finetune_steps // 10), num_workers=0, cpus_per_worker=a.threads,
-                     keep_checkpoints=1, optim=OptimConfig(lr=5e-4, weight_decay=0.01),
-                     schedule=ScheduleConfig(warmup_steps=min(100, a.finetune_steps // 10), min_lr=5e-5))
+                     keep_checkpoints=1, optim=OptimConfig(lr=lr, weight_decay=0.01),
+                     schedule=ScheduleConfig(warmup_steps=min(100, a.finetune_steps // 10), min_lr=lr / 10))
     return run_classify(ft, tc, str(out), 1, init_from, model_cfg=model_cfg)
+
+
+def finetune_best_lr(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GPTConfig, out: Path,
+                     tag: str) -> tuple[dict, float, dict]:
+    """Fine-tune at each of --finetune-lrs; keep the run with the best dev (validation) metric.
+
+    Returns (its report, its lr, {lr: {dev, test}} for every lr tried). The test set never
+    chooses anything."""
+    runs = {lr: finetune(a, ft, init_from, model_cfg, out / f"{tag}_lr{lr:g}", lr) for lr in a.finetune_lrs}
+    best = max(runs, key=lambda lr: runs[lr]["final"]["best_val"])
+    return runs[best], best, {f"{lr:g}": {"dev": r["final"]["best_val"], "test_accuracy": r["test"]["accuracy"],
+                                          "test_macro_f1": r["test"]["macro_f1"], "seconds": r["seconds"]}
+                              for lr, r in runs.items()}
 
 
 def main() -> None:
@@ -186,13 +204,16 @@ def main() -> None:
                             val_file=str(data / "sst2" / "dev.tsv"), test_file=str(data / "sst2" / "test.tsv"),
                             text_column="sentence", labels=["0", "1"], positive_label="1", metric="accuracy",
                             tokenizer=tok)
-    res = {arm: finetune(a, sst_ft, src, arch, out / f"sst2_{arm}")
-           for arm, src in (("pretrained", ckpt_dir), ("random_init", None))}
+    res, lr, tried = {}, {}, {}
+    for arm, src in (("pretrained", ckpt_dir), ("random_init", None)):
+        res[arm], lr[arm], tried[arm] = finetune_best_lr(a, sst_ft, src, arch, out, f"sst2_{arm}")
     acc = {arm: r["test"]["accuracy"] for arm, r in res.items()}
     notes["sst2_finetune_seconds"] = {arm: r["seconds"] for arm, r in res.items()}
+    notes["sst2_lr_chosen_on_dev"] = lr
+    notes["sst2_by_lr"] = tried
     common = {"model": {"n_layer": arch.n_layer, "n_embd": arch.n_embd, "block_size": arch.block_size,
                         "vocab_size": arch.vocab_size}, "finetune_steps": a.finetune_steps, "batch": a.batch,
-              "quick": a.quick, "notes": notes}
+              "finetune_lrs": a.finetune_lrs, "quick": a.quick, "notes": notes}
     records += [
         {"metric": "sst2_accuracy_pretrained", "value": acc["pretrained"], "unit": "fraction of test.tsv",
          "baseline": {"name": "same architecture from random init, same fine-tuning budget",
@@ -208,7 +229,7 @@ def main() -> None:
         ag_ft = FinetuneConfig(task="classify", train_file=str(out / "ag_train.tsv"), val_file=str(out / "ag_dev.tsv"),
                                test_file=str(data / "agnews" / "test.tsv"), header=False, labels=ag_labels,
                                metric="macro_f1", tokenizer=tok)
-        agr = {arm: finetune(a, ag_ft, src, arch, out / f"agnews_{arm}")
+        agr = {arm: finetune(a, ag_ft, src, arch, out / f"agnews_{arm}", lr[arm])  # each arm's SST-2 lr
                for arm, src in (("pretrained", ckpt_dir), ("random_init", None))}
         f1 = {arm: r["test"]["macro_f1"] for arm, r in agr.items()}
         records += [

@@ -195,6 +195,8 @@ def _final(model, raw, config, ft, tok, labels, max_len, st, meta, files, sessio
     """Test evaluation of the best weights (sharded, counts summed), then the final checkpoint."""
     test_file = ft.test_file or ft.val_file
     metrics = {"step": st["step"], "best_step": st["best_step"], "final": True}
+    if st["best"] > -math.inf:  # the validation metric of the weights tested (higher is better)
+        metrics["best_val"] = st["best"]
     test = None
     if test_file:
         te = load_split(test_file, ft, labels, ft.max_eval_examples)

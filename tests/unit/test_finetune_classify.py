@@ -165,6 +165,7 @@ def test_early_stopping_and_random_init(tmp_path):
     evals = [h for h in hist if "val_accuracy" in h]
     best = max(evals, key=lambda h: h["val_accuracy"])  # max() keeps the first of equals, as the loop does
     assert rep["final"]["best_step"] == best["step"]
+    assert rep["final"]["best_val"] == best["val_accuracy"]  # the dev score of the weights tested
     assert rep["final"]["step"] == best["step"] + 10 < 40  # one evaluation without improvement, then stop
     assert [h["early_stopped"] for h in evals] == [False] * (len(evals) - 1) + [True]
     assert rep["test"]["accuracy"] == best["val_accuracy"]  # best-step weights were restored (test = val file)
