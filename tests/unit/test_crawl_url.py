@@ -19,6 +19,8 @@ from raylm.data.ingest.robots import policy_from_response, product_token
     ("http://[::1]:8080/", "http://[::1]:8080/"),
     ("mailto:someone@example.com", None), ("javascript:void(0)", None), ("ftp://x/y", None),
     ("http://example.com:99999/", None), ("", None), ("http:///nohost", None),
+    ("http://Bücher.Example/a", "http://xn--bcher-kva.example/a"),  # IDN -> punycode, same as its ASCII form
+    ("http://xn--bcher-kva.example/a", "http://xn--bcher-kva.example/a"),
 ])
 def test_normalize(raw, want):
     assert normalize(raw) == want
@@ -111,3 +113,15 @@ def test_crawl_refuses_bad_seeds_before_starting(tmp_path):
     with pytest.raises(ValueError, match="outside crawl.allowed_hosts"):
         crawl(CrawlConfig(seeds=["http://other.org/"], allowed_hosts=["h.org"], work_dir=str(tmp_path / "b")))
     assert not list(tmp_path.glob("*/round-*"))  # nothing written
+
+
+def test_resume_with_other_scope_settings_is_refused(tmp_path):
+    from raylm.data.ingest.crawl import CrawlConfig, check_scope
+
+    base = dict(seeds=["http://h.org/"], work_dir=str(tmp_path), max_pages=50)
+    check_scope(tmp_path, CrawlConfig(**base))
+    check_scope(tmp_path, CrawlConfig(**base, retries=7, min_delay_s=0.2, num_cpus=0.5))  # speed knobs: fine
+    with pytest.raises(ValueError, match=r"crawl.max_pages was 50, now 60.*new crawl.work_dir"):
+        check_scope(tmp_path, CrawlConfig(**{**base, "max_pages": 60}))
+    with pytest.raises(ValueError, match="crawl.allowed_hosts"):
+        check_scope(tmp_path, CrawlConfig(**base, allowed_hosts=["other.org"]))

@@ -11,6 +11,8 @@ Work dir (must be visible to every node; a local path on one machine, NFS on a c
     round-NNNNN/parts/<host>@<uuid>.parquet   results, written atomically by the host tasks
     round-NNNNN/_DONE             round summary; the next round's files exist before it
     failures.jsonl, stats.json    all non-ok URLs with their reason, and counts by outcome
+    scope.json                    the settings that decide what is fetched (SCOPE_KEYS): a
+                                  resume with different ones is refused before any fetch
 A rerun resumes at the last round without _DONE and skips URLs already in its parts, so a
 completed page is never fetched twice (a task retried by Ray does the same check).
 
@@ -249,13 +251,37 @@ def _summarise(work: Path, last: int) -> dict:
     return stats
 
 
+# Settings that decide which URLs a crawl fetches and keeps: a resumed crawl must use the same
+# ones (the rounds on disk were built with them). Speed, retry and timeout settings may change.
+SCOPE_KEYS = ("seeds", "sitemap", "allowed_hosts", "max_depth", "max_pages", "user_agent", "obey_robots",
+              "content_types", "max_body_bytes", "allow_private_addresses")
+
+
+def check_scope(work: Path, cfg: CrawlConfig) -> None:
+    """Record the crawl's scope settings in work/scope.json, or check a resumed crawl against them."""
+    scope = {k: getattr(cfg, k) for k in SCOPE_KEYS}
+    path = work / "scope.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in SCOPE_KEYS if k in before and before[k] != scope[k]]
+        if changed:
+            raise ValueError(
+                f"crawl.work_dir {work} holds a crawl made with other settings: "
+                + "; ".join(f"crawl.{k} was {before[k]!r}, now {scope[k]!r}" for k in changed)
+                + ". Resume with the same settings, or give a new crawl.work_dir.")
+        return
+    _write_text_atomic(path, json.dumps(scope, indent=2) + "\n")
+
+
 def crawl(cfg: CrawlConfig) -> dict:
     """Run (or resume) the crawl in cfg.work_dir; returns the stats dict also in stats.json."""
     work = Path(cfg.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     rounds = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("round-*/frontier.parquet"))
     if not rounds:
-        seeds = _seeds(cfg)
+        seeds = _seeds(cfg)  # bad seeds fail here, before anything is written
+        (work / "scope.json").unlink(missing_ok=True)  # from a start that never wrote a round
+        check_scope(work, cfg)
         frontier = [(u, 0) for u in seeds[: cfg.max_pages]]
         r = 0
         rd = _round_dir(work, 0)
@@ -264,6 +290,7 @@ def crawl(cfg: CrawlConfig) -> dict:
         _write_atomic(rd / "frontier.parquet", pa.Table.from_pylist(
             [{"url": u, "depth": d} for u, d in frontier], schema=_FRONTIER_SCHEMA))
     else:
+        check_scope(work, cfg)
         r = rounds[-1]
         if (_round_dir(work, r) / "_DONE").exists():
             return {**_summarise(work, r), "host_tasks_per_node": {}}  # finished earlier: nothing to fetch

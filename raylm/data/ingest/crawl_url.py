@@ -1,6 +1,7 @@
 """URLs for the crawler: normalisation (the dedup key), link extraction, host rules, address safety.
 
-Normal form: scheme and host lowercased, default port dropped, fragment and userinfo
+Normal form: scheme and host lowercased (internationalised host names in their IDNA/punycode
+form, so both spellings dedup together), default port dropped, fragment and userinfo
 dropped, empty path -> "/", dot segments removed; the query is kept as is (reordering it
 can change what a server returns). Only http and https are crawled.
 """
@@ -32,6 +33,11 @@ def normalize(url: str, base: str | None = None) -> str | None:
     host = (parts.hostname or "").rstrip(".")
     if scheme not in _DEFAULT_PORTS or not host:
         return None
+    if not host.isascii():  # internationalised domain name -> its ASCII (punycode) form
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
     if ":" in host:  # IPv6 literal keeps its brackets in the netloc
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
