@@ -81,8 +81,12 @@ def finetune(args) -> dict:
     checkpoint), trained further with the `train` recipe on `finetune.data_dir`'s shards."""
     from raylm.train.checkpoint import read_model_config
 
+    from raylm.train.checkpoint import fetch
+
     cfg = load(args)
     src = None if cfg.finetune.random_init else (cfg.finetune.init_from or _latest_checkpoint(cfg, "train"))
+    if src:  # an s3:// or gs:// checkpoint is copied once under out (which every node sees)
+        src = fetch(src, _paths(cfg)["finetune"] / "init-checkpoint")
     if cfg.finetune.task == "classify":
         return _classify(args, cfg, src)
     cfg.model = read_model_config(src)  # the architecture is the checkpoint's
@@ -113,13 +117,15 @@ def _latest_checkpoint(cfg: RootConfig, stage: str) -> str:
 
 def evaluate(args, cfg: RootConfig | None = None) -> dict:
     from raylm.eval import lm
+    from raylm.train.checkpoint import fetch
 
     cfg = cfg or load(args)
     p = _paths(cfg)
     _save(cfg, p["eval"])
     stage = "finetune" if (p["finetune"] / "result.json").is_file() else "train"
     data_dir = cfg.finetune.data_dir if stage == "finetune" and cfg.finetune.data_dir else str(p["shards"])
-    ck = cfg.eval.checkpoint or _latest_checkpoint(cfg, stage)
+    # an s3:// or gs:// checkpoint (cluster.storage_path on an object store) is copied once under out
+    ck = fetch(cfg.eval.checkpoint or _latest_checkpoint(cfg, stage), p["eval"] / "checkpoint")
     report = lm.run(cfg.eval, ck, data_dir, p["eval"], cfg.seed)
     r = report["lm"]
     print(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "

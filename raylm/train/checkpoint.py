@@ -95,3 +95,48 @@ def load_model(path: str | Path, device: str = "cpu") -> GPT:
     model = GPT(read_model_config(path))
     load_weights(model, path)
     return model.to(device)
+
+
+# ---------------------------------------------------------------- checkpoints on object stores
+
+_SCHEMES = {"s3": "s3", "gcs": "gs"}  # pyarrow FileSystem.type_name -> URI scheme
+
+
+def uri_of(ray_checkpoint) -> str:
+    """A Ray Train checkpoint as one string: its local path, or `s3://...` / `gs://...` when Ray
+    stored it on an object store (Checkpoint.path alone drops the scheme)."""
+    fs, path = ray_checkpoint.filesystem, ray_checkpoint.path
+    scheme = _SCHEMES.get(getattr(fs, "type_name", "local"))
+    return f"{scheme}://{path}" if scheme and "://" not in path else path
+
+
+def is_remote(ck: str) -> bool:
+    return "://" in ck and not ck.startswith("file://")
+
+
+def fetch(ck: str, cache_dir: str | Path) -> str:
+    """A local directory holding checkpoint `ck`: `ck` itself when it is a local path, else a copy
+    of the object-store checkpoint under cache_dir (downloaded once, atomically; reused after).
+
+    Put cache_dir under the run's `out` (a shared file system on a cluster) so Ray workers on
+    other nodes read the same copy."""
+    if not is_remote(ck):
+        return ck.removeprefix("file://")
+    import hashlib
+
+    import pyarrow.fs as pafs
+
+    from raylm.data.ingest.objstore import from_uri
+
+    dest = Path(cache_dir) / hashlib.sha1(ck.encode()).hexdigest()[:16]
+    if (dest / "model.json").is_file():
+        return str(dest)
+    fs, path = from_uri(ck)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"checkpoint {ck} not found (no such directory on the object store)")
+    with atomic_dir(dest) as tmp:
+        pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        if not (tmp / "model.json").is_file():
+            raise FileNotFoundError(f"{ck} is not a raylm checkpoint (no model.json)")
+    (dest / "SOURCE").write_text(ck + "\n")
+    return str(dest)

@@ -296,7 +296,9 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str):
         raise RuntimeError("classification fine-tuning reported no checkpoint")
     with result.checkpoint.as_directory() as d:
         test = json.loads((Path(d) / "test.json").read_text())
-    return result.metrics, result.checkpoint.path, test
+    from raylm.train.checkpoint import uri_of
+
+    return result.metrics, uri_of(result.checkpoint), test
 
 
 def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:

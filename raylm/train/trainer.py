@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from raylm.model.gpt import GPTConfig
+from raylm.train.checkpoint import uri_of
 from raylm.train.config import TrainConfig
 from raylm.train.loop import LocalSession, resolve_model_config, train_worker
 
@@ -104,7 +105,7 @@ def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str, env: dict | None
             worker_runtime_env={"env_vars": env} if env else None),
     )
     result = trainer.fit()
-    out = {"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}
+    out = {"metrics": result.metrics, "checkpoint": uri_of(result.checkpoint) if result.checkpoint else None}
     if cfg.keep_by == "val_loss" and result.best_checkpoints:
-        out["best_checkpoint"] = result.get_best_checkpoint("val_loss", "min").path
+        out["best_checkpoint"] = uri_of(result.get_best_checkpoint("val_loss", "min"))
     return out

@@ -73,3 +73,36 @@ def test_warc_from_s3_reads_the_same_records_as_from_disk(s3, shared_data):
     from_s3 = [(r["url"], r["text"]) for r in read_warc(uris[0], cfg, stats_s3)]
     from_disk = [(r["url"], r["text"]) for r in read_warc(str(local), cfg, stats_disk)]
     assert len(from_s3) == 299 and from_s3 == from_disk
+
+
+def test_checkpoint_on_s3_is_fetched_once_and_loads(s3, tmp_path):
+    """A checkpoint Ray Train stored on S3 (cluster.storage_path = s3://...) is named by its URI
+    in result.json; eval and fine-tuning copy it under out once and load the same weights."""
+    import pyarrow.fs as pafs
+    import torch
+    from ray.train import Checkpoint
+
+    from raylm.model.gpt import GPT, GPTConfig
+    from raylm.train import checkpoint as ckpt
+
+    cfg = GPTConfig(vocab_size=40, n_layer=1, n_head=2, n_embd=16, block_size=8)
+    model = GPT(cfg)
+    local = ckpt.save(tmp_path / "step-4", model, cfg, state={"step": 4})
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}/")
+    pafs.copy_files(str(local), f"{BUCKET}/runs/step-4", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+    uri = ckpt.uri_of(Checkpoint(f"{BUCKET}/runs/step-4", filesystem=fs))
+    assert uri == f"s3://{BUCKET}/runs/step-4"
+    assert ckpt.uri_of(Checkpoint(str(local))) == str(local)  # local paths stay paths
+
+    got = ckpt.fetch(uri, tmp_path / "cache")
+    assert type(tmp_path)(got).is_relative_to(tmp_path / "cache")
+    loaded = ckpt.load_model(got)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v)
+    assert ckpt.load_state(got)["step"] == 4
+    s3.delete_object(Bucket=BUCKET, Key="runs/step-4/model.json")  # cached: not downloaded again
+    assert ckpt.fetch(uri, tmp_path / "cache") == got
+    assert ckpt.fetch(str(local), tmp_path / "cache") == str(local)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        ckpt.fetch(f"s3://{BUCKET}/runs/missing", tmp_path / "cache")
