@@ -63,6 +63,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-agnews", action="store_true")
+    p.add_argument("--pretrain-corpus", choices=["sst2+agnews", "sst2"], default="sst2+agnews",
+                   help="unlabelled text for pretraining (plus --extra-text)")
+    p.add_argument("--gpu", action="store_true",
+                   help="train on a GPU (fp32, same recipe): for exploring recipes fast; the issue's "
+                        "budget is CPU time, so committed figures come from CPU runs")
     p.add_argument("--skip-bow", action="store_true", help="no bag-of-words baseline (plumbing checks)")
     p.add_argument("--bow-only", action="store_true", help="only the bag-of-words baselines (transfer_sst2_bow.json)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and steps: plumbing check, numbers meaningless")
@@ -107,7 +112,7 @@ def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str,
 
     tc = TrainConfig(max_steps=a.pretrain_steps, batch_size=a.batch, eval_interval=max(1, a.pretrain_steps // 4),
                      log_interval=max(1, a.pretrain_steps // 20), eval_batches=10, num_workers=0,
-                     cpus_per_worker=a.threads, optim=OptimConfig(lr=1e-3),
+                     cpus_per_worker=a.threads, use_gpu=a.gpu, optim=OptimConfig(lr=1e-3),
                      schedule=ScheduleConfig(warmup_steps=min(100, a.pretrain_steps // 10)))
     session = LocalSession(dir=str(out), keep=1)
     t0 = time.time()
@@ -122,7 +127,7 @@ def finetune(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GPTConfig,
         ft = replace(ft, max_eval_examples=300)
     tc = TrainConfig(max_steps=a.finetune_steps, batch_size=a.batch, eval_interval=max(1, a.finetune_steps // 5),
                      log_interval=max(1, a.finetune_steps // 10), num_workers=0, cpus_per_worker=a.threads,
-                     keep_checkpoints=1, optim=OptimConfig(lr=lr, weight_decay=0.01),
+                     use_gpu=a.gpu, keep_checkpoints=1, optim=OptimConfig(lr=lr, weight_decay=0.01),
                      schedule=ScheduleConfig(warmup_steps=min(100, a.finetune_steps // 10), min_lr=lr / 10))
     return run_classify(ft, tc, str(out), 1, init_from, model_cfg=model_cfg)
 
@@ -186,11 +191,13 @@ def main() -> None:
     if a.pretrain_checkpoint:
         ckpt_dir, pre = a.pretrain_checkpoint, {"given": a.pretrain_checkpoint}
     else:
-        texts = sst["train"][0] + ag["train"][0] + [Path(f).read_text("utf-8") for f in a.extra_text]
+        texts = (sst["train"][0] + (ag["train"][0] if a.pretrain_corpus == "sst2+agnews" else [])
+                 + [Path(f).read_text("utf-8") for f in a.extra_text])
         shards_dir = Path(a.pretrain_shards) if a.pretrain_shards else build_shards(texts, out / "shards", a.vocab, 1)
         ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
-        pre["corpus"] = a.pretrain_shards or (f"unlabelled SST-2 train sentences + AG News dev[:{AG_TRAIN_ROWS}] "
-                                              f"texts" + (f" + {a.extra_text}" if a.extra_text else ""))
+        pre["corpus"] = a.pretrain_shards or ("unlabelled SST-2 train sentences" + (
+            f" + AG News dev[:{AG_TRAIN_ROWS}] texts" if a.pretrain_corpus == "sst2+agnews" else "")
+            + (f" + {a.extra_text}" if a.extra_text else ""))
     notes["pretrain"] = pre
     from raylm.train.checkpoint import read_model_config
 
@@ -213,7 +220,8 @@ def main() -> None:
     notes["sst2_by_lr"] = tried
     common = {"model": {"n_layer": arch.n_layer, "n_embd": arch.n_embd, "block_size": arch.block_size,
                         "vocab_size": arch.vocab_size}, "finetune_steps": a.finetune_steps, "batch": a.batch,
-              "finetune_lrs": a.finetune_lrs, "quick": a.quick, "notes": notes}
+              "finetune_lrs": a.finetune_lrs, "pretrain_steps": a.pretrain_steps, "gpu": a.gpu, "quick": a.quick,
+              "notes": notes}
     records += [
         {"metric": "sst2_accuracy_pretrained", "value": acc["pretrained"], "unit": "fraction of test.tsv",
          "baseline": {"name": "same architecture from random init, same fine-tuning budget",
@@ -241,7 +249,7 @@ def main() -> None:
              "baseline": {"name": "random init transformer", "value": f1["random_init"]}, "C": agb["C"] if ag_bow_f1 is not None else None},
         ]
     records = [r for r in records if r["value"] is not None and r["baseline"]["value"] is not None]
-    write_result("transfer_sst2_quick" if a.quick else "transfer_sst2", records)
+    write_result("transfer_sst2" + ("_quick" if a.quick else "") + ("_gpu" if a.gpu else ""), records)
     print(json.dumps({r["metric"]: round(r["value"], 4) for r in records}, indent=2))
 
 
