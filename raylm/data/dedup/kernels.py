@@ -62,14 +62,11 @@ if _nb is not None:
 
     @_inline
     def _load8(data, pos):
-        """Little-endian 8-byte load at data[pos]; bytes past the end of `data` read as 0."""
+        """Little-endian 8-byte load at data[pos] (the caller pads `data` with 8 zero bytes).
+        No bounds branch here: with one, LLVM stops merging the byte loads (8x slower)."""
         v = _U64(0)
-        if pos + 8 <= len(data):
-            for i in range(8):
-                v |= _U64(data[pos + i]) << _U64(8 * i)
-        else:
-            for i in range(len(data) - pos):
-                v |= _U64(data[pos + i]) << _U64(8 * i)
+        for i in range(8):
+            v |= _U64(data[pos + i]) << _U64(8 * i)
         return v
 
     @_jit
@@ -154,7 +151,7 @@ if _nb is not None:
     @_jit
     def shingle_hashes_kernel(data, offs, n, ws, gram_mult):
         """(hashes (S,), offsets (N+1,), long (N,) bool) for lowercased UTF-8 `data`
-        split into docs by `offs` (absolute byte offsets into `data`). Docs flagged long get no hashes."""
+        (padded with 8 zero bytes) split into docs by `offs`. Docs flagged long get no hashes."""
         n_docs = len(offs) - 1
         max_len = 0
         total_cap = 0
@@ -183,7 +180,8 @@ if _nb is not None:
 
     @_jit
     def signatures_kernel(data, offs, n, ws, gram_mult, a, b, legacy):
-        """(signatures (N, P) uint32, shingle counts (N,), long (N,) bool): the fused path.
+        """(signatures (N, P) uint32, shingle counts (N,), long (N,) bool): the fused path,
+        on the same inputs as shingle_hashes_kernel.
 
         affine32: h32 = fmix32(low 32 bits of the shingle hash); a*h32 + b mod 2^32.
         legacy:   ((a * (h & 0xFFFFFFFF) + b) mod 2^64) mod (2^61 - 1), low 32 bits.

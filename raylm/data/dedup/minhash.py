@@ -250,7 +250,7 @@ def fast_shingle_hashes(texts: pa.Array | pa.ChunkedArray, n: int) -> tuple[np.n
     if len(texts) == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
     if kernels.available():
-        data, offs = _raw_bytes(texts)
+        data, offs = _bytes(texts)
         hv, offsets, long = kernels.shingle_hashes_kernel(data, offs, n, _WS, _GRAM_MULT_ARR)
         if long.any():  # docs with a > 64-byte word: their hashes from the numpy path
             idx = np.flatnonzero(long)
@@ -354,7 +354,7 @@ def signatures(texts: pa.Array | pa.ChunkedArray, cfg: MinHashConfig) -> tuple[n
         a, b = permutations(cfg.num_perm, cfg.seed, cfg.scheme)
         if len(low) == 0:
             return np.zeros((0, cfg.num_perm), dtype=np.uint32), np.zeros(0, dtype=np.int64)
-        data, offs = _raw_bytes(low)
+        data, offs = _bytes(low)
         sig, counts, long = kernels.signatures_kernel(data, offs, cfg.ngram, _WS, _GRAM_MULT_ARR,
                                                       a, b, cfg.scheme == "legacy")
         if long.any():  # docs with a > 64-byte word: the numpy path (blake2b for those words)
