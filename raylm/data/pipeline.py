@@ -3,11 +3,15 @@
 The map from a stage name to its config and function is the STEPS dict below (no registry).
 All document data lives in Ray Data blocks; the driver holds configs, per-block stats rows and
 per-shard metadata rows, plus (for BPE only) the tokenizer's training sample (see tokenize.py).
+The cleaned documents are materialised once in the object store (it spills to disk when full):
+the kept documents' text plus a small row of counts per dropped document. Memory at 1x and 10x
+input: benchmarks/clean_memory.py.
 
 Retry-safety: a finished run leaves `manifest.json` plus a fingerprint of the config; a rerun
 with the same config returns at once. An interrupted run recomputes documents (all stages are
 deterministic functions of the input and the seed) and skips every shard already marked done,
-so the final shards are byte-identical to an uninterrupted run.
+so the final shards are byte-identical to an uninterrupted run (tested with a real SIGKILL:
+tests/integration/test_data_kill_rerun.py).
 """
 
 from __future__ import annotations
@@ -140,18 +144,9 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     t0 = time.time()
 
     # 1. ingest + stages. Checked before any work: inputs exist.
-    ds = ingest(cfg.ingest, out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
-    split_done = False
-    for name in cfg.steps:
-        if name == "augment":  # after dedup, on the train split only
-            ds, split_done = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed),
-                                            batch_format="pyarrow"), True
-        kwargs = {"workdir": str(out / "dedup")} if name == "dedup" else {}
-        ds = _import(STEPS[name])(ds, getattr(cfg, name), **kwargs)
-        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
-    if not split_done:
-        ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
-    ds = ds.materialize()  # documents are read once; stats, tokenizer and shards reuse them
+    # Documents are read once; stats, tokenizer and shards reuse them. Dropped rows are kept for
+    # the stats, without their text, so the object store holds the kept documents' text only.
+    ds = documents(cfg, out, seed).map_batches(_blank_dropped, batch_format="pyarrow").materialize()
 
     report = stats.merge([r["stats"] for r in ds.map_batches(stats.partial, batch_format="pyarrow")
                           .take_all()], cfg.steps)
@@ -219,6 +214,25 @@ def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     return m
 
 
+def documents(cfg: DataConfig, out: Path, seed: int):
+    """Ingest, then every stage of `cfg.steps`, then the split: a lazy Dataset, one row per document.
+
+    Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
+    """
+    ds = ingest(cfg.ingest, out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    split_done = False
+    for name in cfg.steps:
+        if name == "augment":  # after dedup, on the train split only
+            ds, split_done = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed),
+                                            batch_format="pyarrow"), True
+        kwargs = {"workdir": str(out / "dedup")} if name == "dedup" else {}
+        ds = _import(STEPS[name])(ds, getattr(cfg, name), **kwargs)
+        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
+    if not split_done:
+        ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
+    return ds
+
+
 def ingest(cfg: IngestConfig, out: Path):
     """The union of every configured source, in the document schema."""
     from raylm.data.ingest import crawl, files, warc
@@ -239,6 +253,17 @@ def ingest(cfg: IngestConfig, out: Path):
                          "data.ingest.crawl.seeds")
     parts = [p.map_batches(_canonical, batch_format="pyarrow") for p in parts]
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def _blank_dropped(batch: pa.Table) -> pa.Table:
+    """Null the text of dropped rows: from here on they are only counted (drop, _bytes_<stage>)."""
+    import pyarrow.compute as pc
+
+    # `take` copies only the kept strings into a new buffer; if_else(mask, text, null) would only
+    # mark them null and keep the whole old buffer alive.
+    rows = pc.if_else(kept_mask(batch), pa.array(range(batch.num_rows), pa.int64()), pa.scalar(None, pa.int64()))
+    i = batch.column_names.index("text")
+    return batch.set_column(i, batch.schema.field(i), batch["text"].take(rows))
 
 
 def _canonical(batch: pa.Table) -> pa.Table:

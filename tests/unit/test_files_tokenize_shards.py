@@ -7,7 +7,8 @@ import pytest
 
 from raylm.data import shards
 from raylm.data.ingest.files import FilesConfig, expand_paths, parse_file, read_one
-from raylm.data.pipeline import assign_split
+from raylm.data.pipeline import _blank_dropped, assign_split
+from raylm.data.schema import make_docs
 from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, train_bpe
 
 
@@ -60,6 +61,15 @@ def test_split_is_deterministic_and_by_document():
     assert a == assign_split(t, 0.1, 7)["split"].to_pylist()
     assert 120 < a.count("val") < 280
     assert a != assign_split(t, 0.1, 8)["split"].to_pylist()
+
+
+def test_dropped_rows_lose_their_text_but_keep_their_counts():
+    t = make_docs([{"id": "a", "text": "kept"}, {"id": "b", "text": "x" * 99, "drop": "quality:short"}])
+    t = t.append_column("_bytes_quality", pa.array([4, 0], pa.int64()))
+    out = _blank_dropped(t)
+    assert out["text"].to_pylist() == ["kept", None] and out.schema == t.schema
+    assert out.drop_columns(["text"]) == t.drop_columns(["text"])
+    assert out["text"].nbytes < 20  # the dropped text's bytes are gone, not only masked
 
 
 def test_char_tokenizer_round_trip_and_unknown():
