@@ -16,6 +16,7 @@ tests/integration/test_data_kill_rerun.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -78,6 +79,10 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    # Node labels every data task and actor needs (Ray Data's execution label selector), e.g.
+    # {raylm-role: data} to keep data stages off GPU nodes; {} = any node. Placement only:
+    # not part of the output fingerprint.
+    label_selector: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [s for s in self.steps if s not in STEPS]
@@ -114,7 +119,23 @@ def assign_split(batch: pa.Table, val_fraction: float, seed: int) -> pa.Table:
 
 
 def fingerprint(cfg: DataConfig, seed: int) -> str:
-    return hashlib.sha256(f"{seed}\n{dump(cfg)}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{seed}\n{dump(replace(cfg, label_selector={}))}".encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def placement(label_selector: dict[str, str]):
+    """Ray Data runs every task and actor (maps, shuffles, joins, reads, writes) started in this
+    block on nodes with these labels; the previous selector is restored after."""
+    from ray.data import DataContext
+
+    opts = DataContext.get_current().execution_options
+    before = opts.label_selector
+    if label_selector:
+        opts.label_selector = {**(before or {}), **label_selector}
+    try:
+        yield
+    finally:
+        opts.label_selector = before
 
 
 def _import(path: str):
@@ -124,6 +145,11 @@ def _import(path: str):
 
 def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     """Run the data pipeline into `<out>`; returns the manifest. Skips if already complete."""
+    with placement(cfg.label_selector):
+        return _run(cfg, out, seed)
+
+
+def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
     import ray
 
     from raylm.data.tokenize import Encoder, char_set, char_tokenizer, train_bpe

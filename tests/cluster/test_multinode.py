@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,42 @@ def test_data_tasks_use_gpu_nodes_spare_cpus_unless_a_label_keeps_them_off():
         pinned = where.options(label_selector={"raylm-role": "data"})
         assert set(ray.get([pinned.remote() for _ in range(4)])) == {cpu_node}
         assert ray.get(where.options(num_gpus=1).remote()) == gpu_node
+
+
+@pytest.mark.slow
+def test_data_pipeline_with_label_selector_stays_on_data_nodes(tmp_path):
+    """`data.label_selector: {raylm-role: data}`: every Ray Data task and actor of `raylm data`
+    (reads, stage maps, shuffles, shard writers) runs on the data node, none on the GPU node,
+    and the shards equal an unpinned run's. Task placement is read from Ray's state API, so
+    this cluster's head runs the dashboard."""
+    import socket
+
+    import ray
+    from ray.util.state import list_tasks
+
+    from raylm.data import pipeline
+
+    cfg = _tiny()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # The data node has 2 CPUs: Ray Data's hash-shuffle aggregators stalled when the
+    # selected nodes held only 1 of the cluster's CPUs.
+    with simulated_cluster({"num_cpus": 2, "labels": {"raylm-role": "data"}},
+                           {"num_cpus": 2, "num_gpus": 1, "labels": {"raylm-role": "train"}},
+                           head={"num_cpus": 0, "include_dashboard": True, "dashboard_port": port}
+                           ) as (_, (data_node, gpu_node)):
+        cfg.data.label_selector = {"raylm-role": "data"}
+        pinned = pipeline.run(cfg.data, tmp_path / "pinned", cfg.seed)
+        tasks = list_tasks(limit=10_000, raise_on_missing_output=False)
+        assert ray.data.DataContext.get_current().execution_options.label_selector in (None, {})
+    on = Counter(t.node_id for t in tasks if t.node_id)
+    assert on[data_node] > 10 and on[gpu_node] == 0, on
+    with single_node():
+        cfg.data.label_selector = {}
+        free = pipeline.run(cfg.data, tmp_path / "free", cfg.seed)
+    assert _same_tree(tmp_path / "pinned" / "shards", tmp_path / "free" / "shards") == []
+    assert pinned == free
 
 
 def _train_once(scaling, tmp_path) -> str:

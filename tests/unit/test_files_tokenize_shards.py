@@ -112,3 +112,21 @@ def test_shard_write_is_deterministic_retry_safe_and_checksummed(tmp_path):
     (tmp_path / "train-00000.bin").write_bytes(blob[:-2])
     assert shards.verify(tmp_path) == ["train-00000"]
     assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["train"]["documents"] == 3
+
+
+def test_data_label_selector_is_placement_only():
+    """data.label_selector reaches Ray Data's execution options for the run only, and does not
+    change the output fingerprint (the same shards wherever they are made)."""
+    from ray.data import DataContext
+
+    from raylm.data.pipeline import DataConfig, fingerprint, placement
+
+    pinned = DataConfig(label_selector={"raylm-role": "data"})
+    assert fingerprint(pinned, 1) == fingerprint(DataConfig(), 1)
+    opts = DataContext.get_current().execution_options
+    before = opts.label_selector
+    with placement(pinned.label_selector):
+        assert opts.label_selector == {**(before or {}), "raylm-role": "data"}
+    assert opts.label_selector == before
+    with placement({}):
+        assert opts.label_selector == before
