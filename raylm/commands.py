@@ -79,9 +79,7 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
 def finetune(args) -> dict:
     """Continued pretraining: the weights of `finetune.init_from` (default: this run's pretraining
     checkpoint), trained further with the `train` recipe on `finetune.data_dir`'s shards."""
-    from raylm.train.checkpoint import read_model_config
-
-    from raylm.train.checkpoint import fetch
+    from raylm.train.checkpoint import fetch, read_model_config
 
     cfg = load(args)
     src = None if cfg.finetune.random_init else (cfg.finetune.init_from or _latest_checkpoint(cfg, "train"))

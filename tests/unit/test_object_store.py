@@ -4,10 +4,9 @@ No Ray: the listing and per-file readers are what each Ray task runs."""
 
 from __future__ import annotations
 
-import json
 import socket
-from collections import Counter
 
+import objstore_checks  # tests/unit/objstore_checks.py: the checks the gs:// twin runs too
 import pytest
 
 pytest.importorskip("moto")
@@ -40,39 +39,17 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-def test_jsonl_glob_from_s3_keeps_ids_uris_and_licenses(s3):
-    from raylm.data.ingest.files import FilesConfig, expand_paths, read_one
+def _put(s3):
+    return lambda key, body: s3.put_object(Bucket=BUCKET, Key=key, Body=body)
 
-    rows = [{"text": f"document number {i} from the bucket", "url": f"https://example.org/{i}"} for i in range(5)]
-    s3.put_object(Bucket=BUCKET, Key="corpus/a.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows[:3]))
-    s3.put_object(Bucket=BUCKET, Key="corpus/sub/b.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows[3:]))
-    s3.put_object(Bucket=BUCKET, Key="corpus/notes.bin", Body=b"\x00\x01")
-    uris = expand_paths([f"s3://{BUCKET}/corpus/**.jsonl"])
-    assert uris == [f"s3://{BUCKET}/corpus/a.jsonl", f"s3://{BUCKET}/corpus/sub/b.jsonl"]
-    cfg = FilesConfig(paths=uris, url_field="url", license="CC-BY-4.0")
-    tables = [read_one(u, cfg)[0].to_pylist() for u in uris]
-    docs = [d for t in tables for d in t]
-    assert [d["text"] for d in docs] == [r["text"] for r in rows]
-    assert all(d["uri"].startswith(f"s3://{BUCKET}/corpus/") and d["license"] == "CC-BY-4.0" for d in docs)
-    assert [d["url"] for d in docs] == [r["url"] for r in rows]
-    again = [d["id"] for u in uris for d in read_one(u, cfg)[0].to_pylist()]
-    assert again == [d["id"] for d in docs] and len(set(again)) == 5  # stable ids
-    with pytest.raises(FileNotFoundError):
-        expand_paths([f"s3://{BUCKET}/nothing-here/*.jsonl"])
+
+def test_jsonl_glob_from_s3_keeps_ids_uris_and_licenses(s3):
+    objstore_checks.jsonl_glob_keeps_ids_uris_and_licenses(_put(s3), f"s3://{BUCKET}")
 
 
 def test_warc_from_s3_reads_the_same_records_as_from_disk(s3, shared_data):
-    from raylm.data.ingest.warc import WarcConfig, expand_paths, read_warc
-
-    local = shared_data / "warc" / "IAH-20080430204825-00000-blackbook.warc.gz"
-    s3.put_object(Bucket=BUCKET, Key="crawl/blackbook.warc.gz", Body=local.read_bytes())
-    uris = expand_paths([f"s3://{BUCKET}/crawl/"])
-    assert uris == [f"s3://{BUCKET}/crawl/blackbook.warc.gz"]
-    cfg = WarcConfig(paths=uris, content_types=[])
-    stats_s3, stats_disk = Counter(), Counter()
-    from_s3 = [(r["url"], r["text"]) for r in read_warc(uris[0], cfg, stats_s3)]
-    from_disk = [(r["url"], r["text"]) for r in read_warc(str(local), cfg, stats_disk)]
-    assert len(from_s3) == 299 and from_s3 == from_disk
+    objstore_checks.warc_reads_the_same_records_as_from_disk(
+        _put(s3), f"s3://{BUCKET}", shared_data / "warc" / "IAH-20080430204825-00000-blackbook.warc.gz")
 
 
 def test_checkpoint_on_s3_is_fetched_once_and_loads(s3, tmp_path):

@@ -5,12 +5,11 @@ No Ray: the listing and per-file readers are what each Ray task runs."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
-from collections import Counter
 
+import objstore_checks  # tests/unit/objstore_checks.py: the checks the s3:// twin runs too
 import pytest
 
 pytest.importorskip("gcp_storage_emulator")
@@ -77,36 +76,10 @@ def test_emulator_host_forms_and_paths(monkeypatch):
 
 
 def test_jsonl_glob_from_gcs_keeps_ids_uris_and_licenses(gcs):
-    from raylm.data.ingest.files import FilesConfig, expand_paths, read_one
-
-    rows = [{"text": f"document number {i} from the bucket", "url": f"https://example.org/{i}"} for i in range(5)]
-    _put(gcs, "corpus/a.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:3]).encode())
-    _put(gcs, "corpus/sub/b.jsonl", "".join(json.dumps(r) + "\n" for r in rows[3:]).encode())
-    _put(gcs, "corpus/notes.bin", b"\x00\x01")
-    uris = expand_paths([f"gs://{BUCKET}/corpus/**.jsonl"])
-    assert uris == [f"gs://{BUCKET}/corpus/a.jsonl", f"gs://{BUCKET}/corpus/sub/b.jsonl"]
-    cfg = FilesConfig(paths=uris, url_field="url", license="CC-BY-4.0")
-    tables = [read_one(u, cfg)[0].to_pylist() for u in uris]
-    docs = [d for t in tables for d in t]
-    assert [d["text"] for d in docs] == [r["text"] for r in rows]
-    assert all(d["uri"].startswith(f"gs://{BUCKET}/corpus/") and d["license"] == "CC-BY-4.0" for d in docs)
-    assert [d["url"] for d in docs] == [r["url"] for r in rows]
-    assert all(d["fetched_at"] for d in docs)  # the object's mtime, as for local files
-    again = [d["id"] for u in uris for d in read_one(u, cfg)[0].to_pylist()]
-    assert again == [d["id"] for d in docs] and len(set(again)) == 5  # stable ids
-    with pytest.raises(FileNotFoundError):
-        expand_paths([f"gs://{BUCKET}/nothing-here/*.jsonl"])
+    objstore_checks.jsonl_glob_keeps_ids_uris_and_licenses(lambda key, body: _put(gcs, key, body), f"gs://{BUCKET}")
 
 
 def test_warc_from_gcs_reads_the_same_records_as_from_disk(gcs, shared_data):
-    from raylm.data.ingest.warc import WarcConfig, expand_paths, read_warc
-
-    local = shared_data / "warc" / "IAH-20080430204825-00000-blackbook.warc.gz"
-    _put(gcs, "crawl/blackbook.warc.gz", local.read_bytes())
-    uris = expand_paths([f"gs://{BUCKET}/crawl/"])
-    assert uris == [f"gs://{BUCKET}/crawl/blackbook.warc.gz"]
-    cfg = WarcConfig(paths=uris, content_types=[])
-    stats_gcs, stats_disk = Counter(), Counter()
-    from_gcs = [(r["url"], r["text"]) for r in read_warc(uris[0], cfg, stats_gcs)]
-    from_disk = [(r["url"], r["text"]) for r in read_warc(str(local), cfg, stats_disk)]
-    assert len(from_gcs) == 299 and from_gcs == from_disk and stats_gcs == stats_disk
+    objstore_checks.warc_reads_the_same_records_as_from_disk(
+        lambda key, body: _put(gcs, key, body), f"gs://{BUCKET}",
+        shared_data / "warc" / "IAH-20080430204825-00000-blackbook.warc.gz")

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raylm.data.dedup.minhash import optimal_param, string_hashes
+from raylm.data.dedup.minhash import band_keys, fmix64, optimal_param, string_hashes
 
 BUCKET_SCHEMA = pa.schema([("key", pa.int64()), ("rank", pa.string()), ("part", pa.int64())])
 EDGE_SCHEMA = pa.schema([("src", pa.string()), ("dst", pa.string())])
@@ -64,14 +64,17 @@ class LSHConfig:
         return optimal_param(self.threshold, num_perm, self.fp_weight, self.fn_weight)
 
 
+def _partition(keys: np.ndarray, num_partitions: int) -> np.ndarray:
+    """The shuffle partition of each int64 bucket key (every row of a bucket lands in one)."""
+    return (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+
+
 def bucket_rows(sigs: pa.Table, bands: int, rows: int, num_partitions: int) -> pa.Table:
     """Explode signatures (rank, minhash fixed_size_list<uint32>, n_shingles) to band rows.
 
     Output (key, rank, part), N_nonempty * bands rows; docs without shingles are skipped
     (their signature is all 2^32-1 and would collide with every other empty doc).
     """
-    from raylm.data.dedup.minhash import band_keys
-
     sigs = sigs.filter(pc.greater(sigs["n_shingles"], 0))
     n = sigs.num_rows
     if n == 0:
@@ -80,7 +83,7 @@ def bucket_rows(sigs: pa.Table, bands: int, rows: int, num_partitions: int) -> p
     sig = flat.reshape(n, -1)
     keys = band_keys(sig, bands, rows).ravel()                      # (n * bands,) row-major
     rank = sigs["rank"].combine_chunks().take(pa.array(np.repeat(np.arange(n), bands)))
-    part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+    part = _partition(keys, num_partitions)
     return pa.table({"key": keys, "rank": rank, "part": part}, schema=BUCKET_SCHEMA)
 
 
@@ -116,8 +119,6 @@ def heavy_keys(group: pa.Table, every: int, max_bucket: int) -> pa.Table:
 
 
 def _sub_keys(keys: np.ndarray, sub: np.ndarray) -> np.ndarray:
-    from raylm.data.dedup.minhash import fmix64
-
     return fmix64(keys.view(np.uint64) ^ (sub.astype(np.uint64) + np.uint64(1)) * np.uint64(0xD6E8FEB86659FD93)
                   ).view(np.int64)
 
@@ -138,7 +139,7 @@ def split_heavy(rows: pa.Table, heavy: pa.Table, num_partitions: int) -> pa.Tabl
     sub = (string_hashes(rows["rank"].take(pa.array(idx))) % n_sub.astype(np.uint64)).astype(np.int64)
     keys = keys.copy()
     keys[idx] = _sub_keys(keys[idx], sub)
-    part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+    part = _partition(keys, num_partitions)
     return pa.table({"key": keys, "rank": rows["rank"], "part": part}, schema=BUCKET_SCHEMA)
 
 
@@ -148,7 +149,7 @@ def anchor_rows(heavy: pa.Table, num_partitions: int) -> pa.Table:
     rep = np.repeat(np.arange(len(n_sub)), n_sub)
     sub = np.arange(int(n_sub.sum())) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
     keys = _sub_keys(heavy["key"].to_numpy()[rep], sub)
-    part = (keys.view(np.uint64) % np.uint64(num_partitions)).astype(np.int64)
+    part = _partition(keys, num_partitions)
     return pa.table({"key": keys, "rank": heavy["anchor"].take(pa.array(rep)), "part": part},
                     schema=BUCKET_SCHEMA)
 

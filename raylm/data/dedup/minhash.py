@@ -186,26 +186,25 @@ def _word_hashes(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.nda
     return h
 
 
-def _raw_bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
-    """(the UTF-8 data buffer, zero-copy; absolute doc offsets into it (N+1,)) of `texts`."""
+def _bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes padded with 8 zero bytes, doc offsets (N+1,) from 0) of `texts`."""
     n = len(texts)
     offs = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset:texts.offset + n + 1]
     buf = texts.buffers()[2]
-    return (np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)), offs
-
-
-def _bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
-    """(UTF-8 bytes padded with 8 zero bytes, doc offsets (N+1,) from 0) of `texts`."""
-    raw, offs = _raw_bytes(texts)
-    raw = raw[offs[0]:offs[-1]]
+    raw = np.frombuffer(buf, dtype=np.uint8)[offs[0]:offs[-1]] if buf is not None else np.zeros(0, np.uint8)
     return np.concatenate([raw, np.zeros(8, dtype=np.uint8)]), offs - offs[0]
+
+
+def _one_chunk(texts: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
+    """One large_string chunk, nulls as ""."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
+    return pc.fill_null(texts.cast(pa.large_string()), "")
 
 
 def _lowered(texts: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
     """Nulls as "", lowercased (ascii_lower for ASCII batches, else utf8_lower), one chunk."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
+    texts = _one_chunk(texts)
     if len(texts) == 0:
         return texts
     return pc.ascii_lower(texts) if pc.all(pc.string_is_ascii(texts)).as_py() else pc.utf8_lower(texts)
@@ -351,9 +350,9 @@ def signatures(texts: pa.Array | pa.ChunkedArray, cfg: MinHashConfig) -> tuple[n
     """(signatures (N, num_perm) uint32, shingle counts (N,) int64) for a text column."""
     if cfg.hash == "fast" and kernels.available():
         low = _lowered(texts)
-        a, b = permutations(cfg.num_perm, cfg.seed, cfg.scheme)
         if len(low) == 0:
             return np.zeros((0, cfg.num_perm), dtype=np.uint32), np.zeros(0, dtype=np.int64)
+        a, b = permutations(cfg.num_perm, cfg.seed, cfg.scheme)
         data, offs = _bytes(low)
         sig, counts, long = kernels.signatures_kernel(data, offs, cfg.ngram, _WS, _GRAM_MULT_ARR,
                                                       a, b, cfg.scheme == "legacy")
@@ -384,14 +383,8 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def string_hashes(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Deterministic 64-bit hash of each string (same in every process; nulls hash as "")."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.large_string())
-    arr = pc.fill_null(arr.cast(pa.large_string()), "")
-    n = len(arr)
-    if n == 0:
+    arr = _one_chunk(arr)
+    if len(arr) == 0:
         return np.zeros(0, dtype=np.uint64)
-    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
-    buf = arr.buffers()[2]
-    raw = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
-    data = np.concatenate([raw[:int(offs[-1])], np.zeros(8, dtype=np.uint8)])
+    data, offs = _bytes(arr)
     return _word_hashes(data, offs[:-1], offs[1:])
