@@ -281,6 +281,8 @@ def main():
             records.append({
                 "metric": f"{variant}_peak_memory_10x_over_1x", "value": ten["peak_pss_mb"] / one["peak_pss_mb"],
                 "unit": "ratio of peak PSS summed over driver + Ray processes, 10x input / 1x", "target": 1.5,
+                "baseline": {"name": "peak PSS (MB) of the same pipeline on the 1x input", "value": one["peak_pss_mb"]},
+                "ratio": ten["peak_pss_mb"] / one["peak_pss_mb"],
                 "pipeline": ("WARC ingest -> " + " -> ".join(STEPS) + (", streamed" if mode == "clean" else
                              ", then raylm data's materialise + BPE + encode + shards")),
                 "ray_cpus": cpus, "ray_data_op_reservation": reservation,

@@ -60,6 +60,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--finetune-lrs", type=float, nargs="+", default=[1e-4, 5e-4],
                    help="fine-tuning learning rates tried for each arm on SST-2; each arm keeps the one with "
                         "the best dev accuracy (and uses it for AG News)")
+    p.add_argument("--init", default="scaled_normal",
+                   help="model init for both arms (GPTConfig.init: scaled_normal, xavier_uniform, ...)")
+    p.add_argument("--pretrain-schedule", choices=["cosine", "wsd"], default="cosine",
+                   help="pretraining lr decay after warmup (wsd: flat, then linear over the last 40%%)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-agnews", action="store_true")
@@ -113,7 +117,8 @@ def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str,
     tc = TrainConfig(max_steps=a.pretrain_steps, batch_size=a.batch, eval_interval=max(1, a.pretrain_steps // 4),
                      log_interval=max(1, a.pretrain_steps // 20), eval_batches=10, num_workers=0,
                      cpus_per_worker=a.threads, use_gpu=a.gpu, optim=OptimConfig(lr=1e-3),
-                     schedule=ScheduleConfig(warmup_steps=min(100, a.pretrain_steps // 10)))
+                     schedule=ScheduleConfig(name=a.pretrain_schedule, warmup_steps=min(100, a.pretrain_steps // 10),
+                                             wsd_decay_fraction=0.4))
     session = LocalSession(dir=str(out), keep=1)
     t0 = time.time()
     metrics = train_worker({"model": resolve_model_config(model_cfg, str(shards_dir)), "train": tc,
@@ -187,7 +192,7 @@ def main() -> None:
 
     # 2. pretraining
     model_cfg = GPTConfig(n_layer=a.n_layer, n_head=max(1, a.n_embd // 32), n_embd=a.n_embd, block_size=a.block,
-                          dropout=0.1)
+                          dropout=0.1, init=a.init)
     if a.pretrain_checkpoint:
         ckpt_dir, pre = a.pretrain_checkpoint, {"given": a.pretrain_checkpoint}
     else:

@@ -97,11 +97,16 @@ def _stop(proc: subprocess.Popen, temp_dir: str) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers in the session we created
     except ProcessLookupError:
         pass
-    for pid in _pids_mentioning(temp_dir):  # daemons that left the session still name our temp dir
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # Daemons that left the session still name our temp dir. Killed processes take a moment to
+    # leave /proc, and a dying raylet can still spawn one, so kill until none is left (10 s).
+    deadline = time.monotonic() + 10
+    while (pids := _pids_mentioning(temp_dir)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
 
 
 def _pids_mentioning(text: str) -> list[int]:
