@@ -76,12 +76,12 @@ def prepare(text: str, out: Path) -> Path:
 
 
 def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batches: int,
-              parallelism: str = "ddp") -> TrainConfig:
+              parallelism: str = "ddp", schedule: str = SCHEDULE) -> TrainConfig:
     return TrainConfig(max_steps=iters, parallelism=parallelism, batch_size=12, grad_clip=1.0, eval_interval=eval_interval,
                        eval_batches=eval_batches, log_interval=25, num_workers=workers, cpus_per_worker=cpus,
                        keep_checkpoints=1,
                        optim=OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99),
-                       schedule=ScheduleConfig(name=SCHEDULE, warmup_steps=100, min_lr=1e-4, decay_steps=2000,
+                       schedule=ScheduleConfig(name=schedule, warmup_steps=100, min_lr=1e-4, decay_steps=2000,
                                                wsd_decay_fraction=0.4))
 
 

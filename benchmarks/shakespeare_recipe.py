@@ -54,7 +54,7 @@ def run(variant: str, seed: int, data: Path, work: Path, iters: int) -> float:
     m_over, o_over, s_over = parse_variant(variant)
     model = GPTConfig(**{"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0, "bias": False,
                           **m_over})
-    cfg = train_cfg(iters, 0, torch.get_num_threads(), iters, 1)
+    cfg = train_cfg(iters, 0, torch.get_num_threads(), iters, 1, schedule="cosine")  # nanoGPT's decay
     cfg.optim = dataclasses.replace(cfg.optim, **o_over)
     cfg.schedule = dataclasses.replace(cfg.schedule, **s_over)
     res = fit(model, cfg, str(data), str(work / f"{variant}-{seed}"), seed)

@@ -225,7 +225,8 @@ def main() -> None:
     notes["sst2_by_lr"] = tried
     common = {"model": {"n_layer": arch.n_layer, "n_embd": arch.n_embd, "block_size": arch.block_size,
                         "vocab_size": arch.vocab_size}, "finetune_steps": a.finetune_steps, "batch": a.batch,
-              "finetune_lrs": a.finetune_lrs, "pretrain_steps": a.pretrain_steps, "gpu": a.gpu, "quick": a.quick,
+              "finetune_lrs": a.finetune_lrs, "pretrain_steps": a.pretrain_steps, "init": a.init,
+              "pretrain_schedule": a.pretrain_schedule, "gpu": a.gpu, "quick": a.quick,
               "notes": notes}
     records += [
         {"metric": "sst2_accuracy_pretrained", "value": acc["pretrained"], "unit": "fraction of test.tsv",
