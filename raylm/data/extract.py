@@ -3,7 +3,10 @@
 Extractor chosen by measurement (benchmarks/extract.py, Python 3.11 docs against their
 _sources/*.rst.txt, token F1): Resiliparse's main-content extractor scores about as well as
 trafilatura at ~15x its speed; a plain tag strip keeps navigation and scores lowest. Both
-alternatives remain selectable for comparison.
+alternatives remain selectable for comparison. When Resiliparse's heuristics keep almost nothing
+(fewer than `min_main_words` words) and the page declares a main region (<main>, role="main"),
+that region's whole text is taken instead: the heuristics drop a page whose content looks like a
+footer (the docs' copyright page) entirely.
 
 Rows whose `content_type` is HTML (or, when it is null, whose text starts like HTML) are
 extracted; other rows pass through. Nothing extracted -> "extract:empty"; a page over
@@ -31,15 +34,20 @@ class ExtractConfig:
     include_title: bool = True  # put the <title> first unless the text's first line is already part of it
     max_chars: int = 5_000_000  # larger pages are dropped unparsed (chars of HTML)
     min_chars: int = 1  # fewer extracted chars -> drop "extract:empty"
+    # resiliparse main content keeping fewer words than this falls back to all the text of the page's
+    # declared main region (<main>, role="main"), if it has more: its heuristics drop a whole page
+    # whose content looks like a footer (e.g. a <section id="copyright">). 0 = never.
+    min_main_words: int = 10
 
     def __post_init__(self):
-        if self.max_chars < 1 or self.min_chars < 0:
-            raise ValueError("extract.max_chars must be >= 1 and min_chars >= 0")
+        if self.max_chars < 1 or self.min_chars < 0 or self.min_main_words < 0:
+            raise ValueError("extract.max_chars must be >= 1, min_chars and min_main_words >= 0")
 
 
 _SCRIPT = re.compile(r"(?is)<(script|style|noscript|template)\b.*?</\1\s*>")
 _TAG = re.compile(r"(?s)<[^>]*>")
 _TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
+_WORD = re.compile(r"\w+")
 _BLOCK = re.compile(r"(?i)</?(?:p|div|br|li|h[1-6]|tr|pre|section|article|table|ul|ol|dd|dt)\b[^>]*>")
 
 
@@ -54,13 +62,19 @@ def _strip(page: str) -> tuple[str, str | None]:
     return re.sub(r"\n{3,}", "\n\n", text).strip(), title
 
 
-def _resiliparse(page: str, main_content: bool) -> tuple[str, str | None]:
+def _resiliparse(page: str, main_content: bool, min_main_words: int = 0) -> tuple[str, str | None]:
     from resiliparse.extract.html2text import extract_plain_text
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(page)
-    text = extract_plain_text(tree, main_content=main_content, preserve_formatting=True)
-    return text.strip(), (tree.title or "").strip() or None
+    text = extract_plain_text(tree, main_content=main_content, preserve_formatting=True).strip()
+    if main_content and min_main_words and tree.body is not None:
+        n = len(_WORD.findall(text))
+        if n < min_main_words and (region := tree.body.query_selector('main, [role="main"]')) is not None:
+            whole = extract_plain_text(HTMLTree.parse(region.html), preserve_formatting=True).strip()
+            if len(_WORD.findall(whole)) > n:
+                text = whole
+    return text, (tree.title or "").strip() or None
 
 
 def _trafilatura(page: str) -> tuple[str, str | None]:
@@ -75,7 +89,7 @@ def _trafilatura(page: str) -> tuple[str, str | None]:
 def extract_html(page: str, cfg: ExtractConfig) -> str:
     """Title + main text of one HTML page ('' when nothing is found)."""
     if cfg.extractor == "resiliparse":
-        text, title = _resiliparse(page, cfg.main_content)
+        text, title = _resiliparse(page, cfg.main_content, cfg.min_main_words)
     elif cfg.extractor == "trafilatura":
         text, title = _trafilatura(page)
     else:
@@ -126,9 +140,6 @@ def apply(table: pa.Table, cfg: ExtractConfig | None = None) -> pa.Table:
 def run(ds, cfg: ExtractConfig):
     """Ray Data stage: extract every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)
-
-
-_WORD = re.compile(r"\w+")
 
 
 def token_f1(pred: str, gold: str) -> float:

@@ -31,6 +31,27 @@ def test_main_content_drops_boilerplate_and_title_not_repeated():
     assert no_main.startswith("Only title\n\n")
 
 
+COPYRIGHT_PAGE = """<html><head><title>Copyright</title></head><body>
+<nav><a href="/">Home</a> <a href="/faq">FAQ</a></nav><div class="body" role="main">
+<section id="copyright"><h1>Copyright</h1><p>Python and this documentation is:</p>
+<p>Copyright 2001-2023 Python Software Foundation. All rights reserved.</p>
+<p>Copyright 2000 BeOpen.com. All rights reserved.</p></section></div></body></html>"""
+
+
+def test_main_content_falls_back_to_the_main_region_when_it_keeps_almost_nothing():
+    # Resiliparse's heuristics drop the whole page: its content sits in a "copyright" section.
+    drop = extract_html(COPYRIGHT_PAGE, ExtractConfig(min_main_words=0))
+    assert "BeOpen" not in drop
+    text = extract_html(COPYRIGHT_PAGE, ExtractConfig())
+    assert "Python Software Foundation" in text and "BeOpen.com" in text
+    assert "FAQ" not in text  # the region, not the whole page
+    # no declared main region: nothing to fall back to, the navigation is not taken instead
+    bare = COPYRIGHT_PAGE.replace(' role="main"', "")
+    assert "FAQ" not in extract_html(bare, ExtractConfig())
+    with pytest.raises(ValueError, match="min_main_words"):
+        ExtractConfig(min_main_words=-1)
+
+
 def test_is_html():
     assert is_html("", "text/html") and is_html("", "application/xhtml+xml; charset=utf-8")
     assert not is_html("<html>", "text/plain")
