@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html as _html
 import re
+from itertools import islice
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,7 +70,7 @@ def _resiliparse(page: str, main_content: bool, min_main_words: int = 0) -> tupl
     tree = HTMLTree.parse(page)
     text = extract_plain_text(tree, main_content=main_content, preserve_formatting=True).strip()
     if main_content and min_main_words and tree.body is not None:
-        n = len(_WORD.findall(text))
+        n = sum(1 for _ in islice(_WORD.finditer(text), min_main_words))  # stops at the threshold
         if n < min_main_words and (region := tree.body.query_selector('main, [role="main"]')) is not None:
             whole = extract_plain_text(HTMLTree.parse(region.html), preserve_formatting=True).strip()
             if len(_WORD.findall(whole)) > n:
