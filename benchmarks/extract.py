@@ -5,7 +5,8 @@ _sources/<same path>.rst.txt (apt-get install -y --no-install-recommends python3
 F1: raylm.data.extract.token_f1 (lower-cased \\w+ token multisets). `value` compares with the
 raw .rst.txt, whose reST markup (roles, directives, toctree entries, link targets) caps every
 extractor below 1.0; `f1_markup_stripped` compares with the source after strip_rst below;
-`f1_token_set` is the F1 of distinct tokens per page (set_f1 below), the same raw source.
+`f1_token_set` is the F1 of distinct tokens per page (token_f1(distinct=True)), the same raw source:
+a reST role repeated 200 times in a source costs one miss there, not 200.
 Speed: extraction only (no F1), one process, one thread, best of --reps.
 Every extractor raylm.data.extract offers is run in the same process on the same pages;
 the baseline is the plain tag strip.
@@ -59,14 +60,6 @@ def strip_rst(src: str) -> str:
     return "\n".join(out)
 
 
-def set_f1(pred: str, gold: str) -> float:
-    """F1 of the *sets* of lower-cased \\w+ tokens: each distinct token counts once per page, so a
-    reST role repeated 200 times in the source costs one miss, not 200 (reported beside `value`)."""
-    p, g = set(re.findall(r"\w+", pred.lower())), set(re.findall(r"\w+", gold.lower()))
-    inter = len(p & g)
-    return 2 * inter / (len(p) + len(g)) if inter else 0.0
-
-
 def load_pages(root: Path, limit: int | None):
     pairs = []
     for p in sorted(root.rglob("*.html")):
@@ -97,7 +90,7 @@ def main():
         outs = [extract_html(h, cfg) for h, _ in pages]
         f1 = sum(token_f1(o, g) for o, (_, g) in zip(outs, pages)) / len(pages)
         f1s = sum(token_f1(o, strip_rst(g)) for o, (_, g) in zip(outs, pages)) / len(pages)
-        f1_set = sum(set_f1(o, g) for o, (_, g) in zip(outs, pages)) / len(pages)
+        f1_set = sum(token_f1(o, g, distinct=True) for o, (_, g) in zip(outs, pages)) / len(pages)
         best = float("inf")
         for _ in range(1 if name == "trafilatura" else args.reps):  # trafilatura: ~1 min per pass
             t0 = time.process_time()

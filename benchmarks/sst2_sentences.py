@@ -20,20 +20,14 @@ from pathlib import Path
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:
-    """(sentence, label) rows of an SST-2 tsv with a `sentence\\tlabel` header; text stripped."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        head = f.readline().rstrip("\n").split("\t")
-        if head != ["sentence", "label"]:
-            raise ValueError(f"{path}: expected the header 'sentence<TAB>label', got {head}")
-        for n, line in enumerate(f, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").rsplit("\t", 1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected 'sentence<TAB>label'")
-            rows.append((parts[0].strip(), parts[1].strip()))
-    return rows
+    """(sentence, label) rows of an SST-2 tsv with `sentence` and `label` header columns; text
+    stripped. Read by the fine-tuning reader; a malformed row is an error here, not a skip."""
+    from raylm.train.classify_data import read_rows
+
+    texts, labels, skipped = read_rows(str(path), "tsv", True, [], "sentence", "label")
+    if skipped:
+        raise ValueError(f"{path}: malformed rows {skipped}")
+    return list(zip(texts, labels))
 
 
 def sentence_split(rows: list[tuple[str, str]], n_val: int, seed: int) -> tuple[list, list]:
@@ -43,9 +37,7 @@ def sentence_split(rows: list[tuple[str, str]], n_val: int, seed: int) -> tuple[
     label: dict[str, str] = {}
     for text, y in rows:
         label.setdefault(text, y)
-    # which sentences (maximal phrases) contain each phrase, by word spans
-    inside: dict[str, list[str]] = {}
-    contained = set()
+    contained = set()  # phrases inside a longer phrase; the rest are the sentences
     for text in label:
         w = text.split()
         for i in range(len(w)):
@@ -57,6 +49,7 @@ def sentence_split(rows: list[tuple[str, str]], n_val: int, seed: int) -> tuple[
     sentences = sorted(t for t in label if t not in contained)
     if not 0 < n_val < len(sentences):
         raise ValueError(f"n_val must be in (0, {len(sentences)}), got {n_val}")
+    inside: dict[str, list[str]] = {}  # phrase -> the sentences containing it, by word spans
     for s in sentences:
         w = s.split()
         spans = {" ".join(w[i:j]) for i in range(len(w)) for j in range(i + 1, len(w) + 1)}

@@ -205,13 +205,14 @@ def main() -> None:
     bow = {"C": None}
     bow_acc = bow_sent_acc = ag_bow_f1 = None
     if not a.skip_bow:
+        y_test = np.asarray(_ints(sst["test"])[1])
         bow = transfer_bow.run(_ints(sst["train"]), _ints(sst["dev"]), _ints(sst["test"]), 2, grid)
-        bow_acc = float((bow["test_pred"] == np.asarray(_ints(sst["test"])[1])).mean())
+        bow_acc = float((bow["test_pred"] == y_test).mean())
         notes["sst2_bow"] = {"C": bow["C"], "dev_accuracy": bow["dev_accuracy"], "features": bow["features"],
                              "seconds": round(time.time() - t0, 1)}
         if a.selection == "sentences":  # the same baseline on the transformers' split
             bs = transfer_bow.run(_ints(sst["train_sent"]), _ints(sst["val_sent"]), _ints(sst["test"]), 2, grid)
-            bow_sent_acc = float((bs["test_pred"] == np.asarray(_ints(sst["test"])[1])).mean())
+            bow_sent_acc = float((bs["test_pred"] == y_test).mean())
             notes["sst2_bow_sentence_split"] = {"C": bs["C"], "val_sentence_accuracy": bs["dev_accuracy"],
                                                 "features": bs["features"], "test_accuracy": bow_sent_acc}
     ag_labels = sorted(set(ag["train"][1]))
@@ -246,6 +247,9 @@ def main() -> None:
                  + [Path(f).read_text("utf-8") for f in a.extra_text])
         shards_dir = Path(a.pretrain_shards) if a.pretrain_shards else build_shards(texts, out / "shards", a.vocab, 1)
         ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
+        from raylm.data.shards import read_manifest
+
+        pre["corpus_tokens"] = {k: v["tokens"] for k, v in read_manifest(shards_dir)["splits"].items()}
         pre["corpus"] = a.pretrain_shards or ((
             "unlabelled SST-2 train+dev phrases minus the held-out sentences' trees" if a.selection == "sentences"
             else "unlabelled SST-2 train sentences") + (

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import html as _html
 import re
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from typing import Literal
 
 import pyarrow as pa
@@ -143,11 +143,14 @@ def run(ds, cfg: ExtractConfig):
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)
 
 
-def token_f1(pred: str, gold: str) -> float:
-    """F1 of the lower-cased \\w+ token multisets of `pred` and `gold` (extraction quality)."""
+def token_f1(pred: str, gold: str, distinct: bool = False) -> float:
+    """F1 of the lower-cased \\w+ token multisets of `pred` and `gold` (extraction quality);
+    distinct=True: of their sets, each distinct token counted once."""
     from collections import Counter
 
     p, g = Counter(_WORD.findall(pred.lower())), Counter(_WORD.findall(gold.lower()))
+    if distinct:
+        p, g = Counter(p.keys()), Counter(g.keys())
     inter = sum((p & g).values())
     if not inter:
         return 0.0

@@ -78,6 +78,8 @@ def test_token_f1():
     assert token_f1("a b c", "a b c") == 1.0
     assert token_f1("", "a") == 0.0
     assert abs(token_f1("a b", "a c") - 0.5) < 1e-9
+    assert abs(token_f1("a a a b", "a c") - 2 * 1 / 6) < 1e-9  # multisets: p 1/4, r 1/2
+    assert abs(token_f1("a a a b", "a c", distinct=True) - 0.5) < 1e-9  # sets {a, b} vs {a, c}
 
 
 DOCS = Path("/usr/share/doc/python3.11/html")
