@@ -6,8 +6,9 @@ fine-tuned at every --finetune-lrs value and keeping the one with the best SST-2
   2. pretraining (unless --pretrain-checkpoint is given): byte-level BPE and a GPT trained with
      raylm's loop on unlabelled text: SST-2 train sentences (labels dropped; never the held-out
      selection sentences below), the AG News
-     training texts, and any --extra-text files (e.g. text raylm gathered and cleaned with
-     `raylm data`; or pass its shards with --pretrain-shards);
+     training texts, any --extra-text files, and with --gathered DIR the documents a `raylm data`
+     run cleaned (e.g. its crawl; configs/gather_pydocs.yaml crawls the Python docs served on
+     127.0.0.1); or pretrain on given shards alone with --pretrain-shards;
   3. classification fine-tuning (raylm.train.finetune.run_classify) from the pretrained
      checkpoint and from random initialisation of the same architecture.
 SST-2, --selection sentences (the default): train.tsv and dev.tsv are phrases of the same parse
@@ -60,6 +61,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pretrain-checkpoint", help="skip pretraining: use this raylm checkpoint")
     p.add_argument("--pretrain-shards", help="pretrain on these raylm shards instead of building them")
     p.add_argument("--extra-text", nargs="*", default=[], help="more unlabelled text files for pretraining")
+    p.add_argument("--gathered", help="output dir of a `raylm data` run (e.g. a crawl it cleaned): the documents "
+                   "of its train split, decoded from the shards, join the pretraining text")
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
@@ -125,6 +128,24 @@ def build_shards(texts: list[str], out: Path, vocab: int, seed: int) -> Path:
     shards.write_manifest(out, metas, dtype="uint16", vocab_size=tok.get_vocab_size(), eos_id=tok.token_to_id(EOS),
                           tokenizer="tokenizer.json")
     return out
+
+
+def gathered_texts(data_dir: str) -> list[str]:
+    """The documents of a `raylm data` run's train split, decoded from its shards (each document's
+    tokens end with EOS; byte-level BPE decodes to the cleaned text)."""
+    from tokenizers import Tokenizer
+
+    from raylm.data.shards import open_split, read_manifest
+
+    m = read_manifest(data_dir)
+    tok = Tokenizer.from_file(str(Path(data_dir) / m["tokenizer"]))
+    docs = []
+    for arr in open_split(data_dir, "train"):
+        start = 0
+        for end in np.flatnonzero(arr == m["eos_id"]):
+            docs.append(tok.decode(arr[start:end].tolist()))
+            start = end + 1
+    return docs
 
 
 def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str, dict]:
@@ -243,8 +264,9 @@ def main() -> None:
     else:
         # the held-out selection sentences stay unseen, as test.tsv's are
         sst_unlabelled = sst["train_sent" if a.selection == "sentences" else "train"][0]
+        gathered = gathered_texts(a.gathered) if a.gathered else []
         texts = (sst_unlabelled + (ag["train"][0] if a.pretrain_corpus == "sst2+agnews" else [])
-                 + [Path(f).read_text("utf-8") for f in a.extra_text])
+                 + [Path(f).read_text("utf-8") for f in a.extra_text] + gathered)
         shards_dir = Path(a.pretrain_shards) if a.pretrain_shards else build_shards(texts, out / "shards", a.vocab, 1)
         ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
         from raylm.data.shards import read_manifest
@@ -254,7 +276,8 @@ def main() -> None:
             "unlabelled SST-2 train+dev phrases minus the held-out sentences' trees" if a.selection == "sentences"
             else "unlabelled SST-2 train sentences") + (
             f" + AG News dev[:{AG_TRAIN_ROWS}] texts" if a.pretrain_corpus == "sst2+agnews" else "")
-            + (f" + {a.extra_text}" if a.extra_text else ""))
+            + (f" + {a.extra_text}" if a.extra_text else "")
+            + (f" + {len(gathered)} documents of the raylm data run {a.gathered} (train split)" if a.gathered else ""))
     notes["pretrain"] = pre
     from raylm.train.checkpoint import read_model_config
 
@@ -312,7 +335,7 @@ def main() -> None:
         ]
     records = [r for r in records if r["value"] is not None and r["baseline"]["value"] is not None]
     write_result("transfer_sst2" + ("_quick" if a.quick else "") + ("_gpu" if a.gpu else "")
-                 + (f"_seeds{a.seeds}" if a.seeds > 1 else ""), records)
+                 + (f"_seeds{a.seeds}" if a.seeds > 1 else "") + ("_gathered" if a.gathered else ""), records)
     print(json.dumps({r["metric"]: round(r["value"], 4) for r in records}, indent=2))
 
 

@@ -156,3 +156,51 @@ def token_f1(pred: str, gold: str, distinct: bool = False) -> float:
         return 0.0
     prec, rec = inter / sum(p.values()), inter / sum(g.values())
     return 2 * prec * rec / (prec + rec)
+
+
+# reST that a rendered page never shows: these directives' whole blocks, comments, link targets,
+# option lines, role names and the targets of `text <target>` links.
+_RST_HIDDEN_BLOCKS = frozenset((
+    "toctree", "index", "highlight", "literalinclude", "sectionauthor", "moduleauthor", "testsetup",
+    "testcleanup", "include", "only", "raw", "image", "figure", "contents", "tabularcolumns"))
+_RST_DIRECTIVE = re.compile(r"\s*\.\.\s+([\w:-]+)::(.*)$")
+_RST_EXPLICIT = re.compile(r"\s*\.\.(\s|$)")
+_RST_SHOWN = re.compile(r"\s*\.\.\s+\[[^\]]+\]\s*(.*)$")  # footnote / citation: its text is shown
+_RST_OPTION = re.compile(r"\s+:[\w -]+:")
+_RST_ROLE = re.compile(r":[\w:-]+:(?=`)")
+_RST_LINK_TARGET = re.compile(r"\s*<[^<>\s]+>(?=`)")
+
+
+def rst_text(src: str) -> str:
+    """reStructuredText source -> roughly the text a reader of the rendered page sees.
+
+    For evaluating extraction against Sphinx sources (benchmarks/extract.py): a role name such as
+    ``:func:`` or a toctree's file names is markup, not text, and no extractor can or should
+    produce it. Drops: the blocks of the directives in _RST_HIDDEN_BLOCKS, comments (``..`` lines
+    that are not directives, footnotes or citations) with their indented bodies, link targets
+    (``.. _name:``), substitution definitions, indented option lines (``:maxdepth: 2``), role names
+    and link targets inside backquotes. Keeps: other directives' arguments and bodies (a
+    ``.. function:: f(x)`` line becomes ``f(x)``) and all prose. Text Sphinx generates (``New in
+    version``) is not added."""
+    out, skip_indent = [], None
+    for line in src.splitlines():
+        ind = len(line) - len(line.lstrip())
+        if skip_indent is not None:
+            if not line.strip() or ind > skip_indent:
+                continue
+            skip_indent = None
+        if m := _RST_DIRECTIVE.match(line):
+            if m.group(1) in _RST_HIDDEN_BLOCKS:
+                skip_indent = ind
+                continue
+            line = m.group(2)
+        elif m := _RST_SHOWN.match(line):
+            line = m.group(1)
+        elif _RST_EXPLICIT.match(line):  # comment, link target or substitution definition
+            skip_indent = ind
+            continue
+        elif _RST_OPTION.match(line):
+            continue
+        line = _RST_LINK_TARGET.sub("", _RST_ROLE.sub("", line))
+        out.append(line)
+    return "\n".join(out)

@@ -150,3 +150,27 @@ def test_giant_bucket_split_on_ray_matches_unsplit_reference(ray_session, tmp_pa
     assert sum(got[f"t{i:04d}"] is not None for i in range(300)) == 299  # one template page survives
     clusters = _table(ray.data.read_parquet(str(work / "clusters")))
     assert _sorted_rows(clusters, ["id", "cluster"]) == _sorted_rows(want_clusters, ["id", "cluster"])
+
+
+def test_corpus_without_duplicates_runs_every_step_and_resumes(ray_session, tmp_path):
+    """No exact duplicates and no LSH candidate pair (a real crawl of distinct pages hit this):
+    every step is written empty, nothing is dropped, and a rerun reads the steps back."""
+    import ray
+
+    words = [f"w{i}" for i in range(4000)]
+    texts = [" ".join(words[k * 40:(k + 1) * 40]) for k in range(100)]  # disjoint vocabularies
+    docs = schema.conform(pa.table({"id": [f"d{k:03d}" for k in range(100)], "text": texts}))
+    cfg = DedupConfig(num_partitions=4)
+    work = tmp_path / "dedup"
+    for attempt in range(2):
+        got = _drops(run(ray.data.from_arrow(docs).repartition(3), cfg, str(work)))
+        assert got == {f"d{k:03d}": None for k in range(100)}, attempt
+        summary = json.loads((work / "summary.json").read_text())
+        assert {k: summary[k]["rows"] for k in ("exact_dups", "candidates", "edges", "components", "clusters",
+                                                 "near_dups")} == dict.fromkeys(
+            ("exact_dups", "candidates", "edges", "components", "clusters", "near_dups"), 0)
+    # every document already dropped by an earlier stage: no signature at all, drops kept as they were
+    gone = docs.set_column(docs.column_names.index("drop"), "drop", pa.array(["lang:fr"] * 100, pa.string()))
+    got = _drops(run(ray.data.from_arrow(gone), cfg, str(tmp_path / "dedup_gone")))
+    assert got == {f"d{k:03d}": "lang:fr" for k in range(100)}
+    assert json.loads((tmp_path / "dedup_gone" / "summary.json").read_text())["signatures"]["rows"] == 0

@@ -44,6 +44,7 @@ from raylm.data.dedup.survivor import PREFIX_WIDTH, SurvivorRule, id_from_rank, 
 
 REASON_NEAR = "dedup:near"
 DONE = "_DONE"
+CLUSTER_SCHEMA = pa.schema([("id", pa.string()), ("cluster", pa.string())])  # clusters/ step
 
 
 @dataclass
@@ -209,6 +210,12 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict):
     return ray.data.read_parquet(path, schema=out_schema, file_extensions=["parquet"])
 
 
+def _empty(schema: pa.Schema):
+    import ray
+
+    return ray.data.from_arrow(schema.empty_table())
+
+
 def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
     """Refuse to resume from step outputs made with another config."""
     os.makedirs(workdir, exist_ok=True)
@@ -271,7 +278,11 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
             cands = _step(workdir, "candidates", EDGE_SCHEMA,
                           lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info), summary)
         summary["candidates"].update(lsh_info)
-        if cfg.verify and cfg.previous:
+        if summary["candidates"]["rows"] == 0:  # no candidate pairs: nothing to verify or join
+            # (the joins below would see blocks without the columns map_batches adds: Ray Data
+            # does not call a batch function on an empty dataset's blocks)
+            build_edges = lambda: _empty(verify.SCORED_SCHEMA)  # noqa: E731
+        elif cfg.verify and cfg.previous:
             build_edges = lambda: incremental.verify_run(  # noqa: E731
                 cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
         elif cfg.verify:
@@ -282,11 +293,13 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
         edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary)
         comp_schema = components.EDGE_SCHEMA
         info: dict = {}
-        comp = _step(workdir, "components", comp_schema, lambda: components.run(
-            edges.select_columns(["src", "dst"]), p, cfg.max_rounds, info), summary)
+        comp = _step(workdir, "components", comp_schema, lambda: _empty(comp_schema) if summary["edges"]["rows"] == 0
+                     else components.run(edges.select_columns(["src", "dst"]), p, cfg.max_rounds, info), summary)
         summary["components"].update(info)
 
         def build_clusters():
+            if summary["components"]["rows"] == 0:
+                return _empty(CLUSTER_SCHEMA)
             members = comp.map_batches(functools.partial(cluster_rows, rule=rule), batch_format="pyarrow",
                                        num_cpus=0.5)
             roots = (comp.map_batches(functools.partial(keyed_by_lo, num_partitions=p), batch_format="pyarrow",
@@ -295,10 +308,11 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                      .map_groups(functools.partial(root_rows, rule=rule), batch_format="pyarrow", num_cpus=0.5))
             return members.union(roots)
 
-        _step(workdir, "clusters", pa.schema([("id", pa.string()), ("cluster", pa.string())]),
-              build_clusters, summary)
+        _step(workdir, "clusters", CLUSTER_SCHEMA, build_clusters, summary)
 
         def build_near():
+            if summary["components"]["rows"] == 0:
+                return _empty(exact.REASONS_SCHEMA)
             near = comp
             if cfg.previous:  # earlier documents are not in this run: only new ones are marked
                 near = near.map_batches(_new_only, batch_format="pyarrow", num_cpus=0.5)
