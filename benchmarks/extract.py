@@ -5,8 +5,8 @@ _sources/<same path>.rst.txt (apt-get install -y --no-install-recommends python3
 F1: raylm.data.extract.token_f1 (lower-cased \\w+ token multisets, mean over pages). `value`
 compares each page's extracted text with the text of its source: raylm.data.extract.rst_text drops
 the reST markup a rendered page never shows (role names such as :func:, toctree file names, link
-targets, comments, index blocks). On that measure trafilatura scores ~0.93 and a plain tag strip
-~0.79 here, the two reference figures issue 4 quotes. Also recorded: `f1_raw_source`, against the
+targets, comments, index blocks). On that measure trafilatura scores ~0.94 and a plain tag strip
+~0.80 here, the two reference figures issue 4 quotes. Also recorded: `f1_raw_source`, against the
 raw .rst.txt, markup included (every role name a miss: it caps all extractors near 0.91), and
 `f1_raw_source_token_set`, the F1 of distinct tokens per page against the raw source.
 Speed: extraction only (no F1), one process, one thread, best of --reps.

@@ -166,7 +166,7 @@ _RST_HIDDEN_BLOCKS = frozenset((
 _RST_DIRECTIVE = re.compile(r"\s*\.\.\s+([\w:-]+)::(.*)$")
 _RST_EXPLICIT = re.compile(r"\s*\.\.(\s|$)")
 _RST_SHOWN = re.compile(r"\s*\.\.\s+\[[^\]]+\]\s*(.*)$")  # footnote / citation: its text is shown
-_RST_OPTION = re.compile(r"\s+:[\w -]+:")
+_RST_OPTION = re.compile(r"\s+:[\w -]+:(?=\s|$)")  # ":maxdepth: 2"; not a line opening with a :role:`x`
 _RST_ROLE = re.compile(r":[\w:-]+:(?=`)")
 _RST_LINK_TARGET = re.compile(r"\s*<[^<>\s]+>(?=`)")
 

@@ -175,7 +175,10 @@ def test_data_pipeline_with_label_selector_stays_on_data_nodes(tmp_path):
         tasks = list_tasks(limit=10_000, raise_on_missing_output=False)
         assert ray.data.DataContext.get_current().execution_options.label_selector in (None, {})
     on = Counter(t.node_id for t in tasks if t.node_id)
-    assert on[data_node] > 10 and on[gpu_node] == 0, on
+    assert on[data_node] >= 5 and on[gpu_node] == 0, on
+    # anything else ran on the head: Ray Data's own bookkeeping actors (stats, autoscaling, locations)
+    elsewhere = {t.name.split(".")[0] for t in tasks if t.node_id and t.node_id != data_node}
+    assert elsewhere <= {"_StatsActor", "_AutoscalingCoordinatorActor", "ActorLocationTracker"}, elsewhere
     with single_node():
         cfg.data.label_selector = {}
         free = pipeline.run(cfg.data, tmp_path / "free", cfg.seed)
