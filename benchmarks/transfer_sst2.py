@@ -148,6 +148,19 @@ def gathered_texts(data_dir: str) -> list[str]:
     return docs
 
 
+def gathered_record(data_dir: str) -> dict:
+    """What a `raylm data` run kept, for the results file: documents and tokens per split (its
+    manifest) and documents in / out and drop reasons per stage (its stats.json)."""
+    from raylm.data.shards import read_manifest
+
+    m = read_manifest(data_dir)
+    stats = json.loads((Path(data_dir) / m["stats"]).read_text())
+    return {"dir": data_dir, "splits": {k: {"documents": v["documents"], "tokens": v["tokens"]}
+                                        for k, v in m["splits"].items()},
+            "stages": [{k: st[k] for k in ("stage", "docs_in", "docs_out")} for st in stats["stages"]],
+            "drop_reasons": stats["drop_reasons"]}
+
+
 def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str, dict]:
     from raylm.train.loop import LocalSession, resolve_model_config, train_worker
 
@@ -279,6 +292,8 @@ def main() -> None:
             + (f" + {a.extra_text}" if a.extra_text else "")
             + (f" + {len(gathered)} documents of the raylm data run {a.gathered} (train split)" if a.gathered else ""))
     notes["pretrain"] = pre
+    if a.gathered:
+        notes["gathered"] = gathered_record(a.gathered)
     from raylm.train.checkpoint import read_model_config
 
     from raylm.train.classify_data import tokenizer_path

@@ -186,15 +186,20 @@ def dedup_local(docs: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, p
 
 # ---------------------------------------------------------------- steps on disk
 
-def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict):
-    """Dataset of step `name`: read if its done marker exists, else build, write atomically, read."""
+def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict, after: str | None = None):
+    """Dataset of step `name`: read if its done marker exists, else build, write atomically, read.
+
+    `after`: the step whose output this one reads. When that wrote no rows, this one is written
+    empty without calling `build`: Ray Data does not call a batch function on an empty dataset's
+    blocks, so the columns a step's maps add would be missing from its joins and shuffles (a crawl
+    of distinct pages, with no LSH candidate pair, failed in verification's join)."""
     import ray
 
     path = os.path.join(workdir, name)
     marker = os.path.join(path, DONE)
     if not os.path.exists(marker):
         t0 = time.time()
-        ds = build().materialize()
+        ds = (_empty(out_schema) if after is not None and summary[after]["rows"] == 0 else build()).materialize()
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         os.makedirs(tmp)
         ds.write_parquet(tmp)
@@ -206,7 +211,7 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict):
     with open(marker) as f:
         summary[name] = json.load(f)
     if summary[name]["rows"] == 0:
-        return ray.data.from_arrow(out_schema.empty_table())
+        return _empty(out_schema)
     return ray.data.read_parquet(path, schema=out_schema, file_extensions=["parquet"])
 
 
@@ -278,11 +283,7 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
             cands = _step(workdir, "candidates", EDGE_SCHEMA,
                           lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info), summary)
         summary["candidates"].update(lsh_info)
-        if summary["candidates"]["rows"] == 0:  # no candidate pairs: nothing to verify or join
-            # (the joins below would see blocks without the columns map_batches adds: Ray Data
-            # does not call a batch function on an empty dataset's blocks)
-            build_edges = lambda: _empty(verify.SCORED_SCHEMA)  # noqa: E731
-        elif cfg.verify and cfg.previous:
+        if cfg.verify and cfg.previous:
             build_edges = lambda: incremental.verify_run(  # noqa: E731
                 cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
         elif cfg.verify:
@@ -290,16 +291,14 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
         else:
             build_edges = lambda: cands.map_batches(  # noqa: E731
                 unverified, batch_format="pyarrow", num_cpus=0.5)
-        edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary)
+        edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary, after="candidates")
         comp_schema = components.EDGE_SCHEMA
         info: dict = {}
-        comp = _step(workdir, "components", comp_schema, lambda: _empty(comp_schema) if summary["edges"]["rows"] == 0
-                     else components.run(edges.select_columns(["src", "dst"]), p, cfg.max_rounds, info), summary)
+        comp = _step(workdir, "components", comp_schema, lambda: components.run(
+            edges.select_columns(["src", "dst"]), p, cfg.max_rounds, info), summary, after="edges")
         summary["components"].update(info)
 
         def build_clusters():
-            if summary["components"]["rows"] == 0:
-                return _empty(CLUSTER_SCHEMA)
             members = comp.map_batches(functools.partial(cluster_rows, rule=rule), batch_format="pyarrow",
                                        num_cpus=0.5)
             roots = (comp.map_batches(functools.partial(keyed_by_lo, num_partitions=p), batch_format="pyarrow",
@@ -308,11 +307,9 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                      .map_groups(functools.partial(root_rows, rule=rule), batch_format="pyarrow", num_cpus=0.5))
             return members.union(roots)
 
-        _step(workdir, "clusters", CLUSTER_SCHEMA, build_clusters, summary)
+        _step(workdir, "clusters", CLUSTER_SCHEMA, build_clusters, summary, after="components")
 
         def build_near():
-            if summary["components"]["rows"] == 0:
-                return _empty(exact.REASONS_SCHEMA)
             near = comp
             if cfg.previous:  # earlier documents are not in this run: only new ones are marked
                 near = near.map_batches(_new_only, batch_format="pyarrow", num_cpus=0.5)
@@ -322,7 +319,7 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                 near = near.join(reason_sets[0].select_columns(["id"]), "left_anti", p, on=("id",))
             return near
 
-        reason_sets.append(_step(workdir, "near_dups", exact.REASONS_SCHEMA, build_near, summary))
+        reason_sets.append(_step(workdir, "near_dups", exact.REASONS_SCHEMA, build_near, summary, after="components"))
 
     tmp = os.path.join(workdir, "summary.json.tmp")
     with open(tmp, "w") as f:
