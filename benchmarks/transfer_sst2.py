@@ -63,6 +63,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--extra-text", nargs="*", default=[], help="more unlabelled text files for pretraining")
     p.add_argument("--gathered", help="output dir of a `raylm data` run (e.g. a crawl it cleaned): the documents "
                    "of its train split, decoded from the shards, join the pretraining text")
+    p.add_argument("--lowercase", action="store_true",
+                   help="lowercase the pretraining text (SST-2 is lowercase; AG News and a crawl are not) and "
+                        "the fine-tuning texts (FinetuneConfig.lowercase)")
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
@@ -91,6 +94,7 @@ def parse() -> argparse.Namespace:
                         "budget is CPU time, so committed figures come from CPU runs")
     p.add_argument("--skip-bow", action="store_true", help="no bag-of-words baseline (plumbing checks)")
     p.add_argument("--bow-only", action="store_true", help="only the bag-of-words baselines (transfer_sst2_bow.json)")
+    p.add_argument("--tag", default="", help="suffix of the results file name (transfer_sst2..._TAG.json)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and steps: plumbing check, numbers meaningless")
     a = p.parse_args()
     if a.seeds < 1:
@@ -215,6 +219,10 @@ def finetune_best_lr(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GP
 
 def main() -> None:
     a = parse()
+    if a.gathered:  # fail before the baselines run, not after
+        from raylm.data.shards import read_manifest
+
+        read_manifest(a.gathered)
     torch.set_num_threads(a.threads)
     data, out = Path(a.data), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +288,8 @@ def main() -> None:
         gathered = gathered_texts(a.gathered) if a.gathered else []
         texts = (sst_unlabelled + (ag["train"][0] if a.pretrain_corpus == "sst2+agnews" else [])
                  + [Path(f).read_text("utf-8") for f in a.extra_text] + gathered)
+        if a.lowercase:
+            texts = [t.lower() for t in texts]
         shards_dir = Path(a.pretrain_shards) if a.pretrain_shards else build_shards(texts, out / "shards", a.vocab, 1)
         ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
         from raylm.data.shards import read_manifest
@@ -305,7 +315,7 @@ def main() -> None:
     sst_ft = FinetuneConfig(task="classify", train_file=sst_train, val_file=sst_val,
                             test_file=str(data / "sst2" / "test.tsv"),
                             text_column="sentence", labels=["0", "1"], positive_label="1", metric="accuracy",
-                            tokenizer=tok)
+                            tokenizer=tok, lowercase=a.lowercase)
     res, lr, tried = {}, {}, {}
     for arm, src in (("pretrained", ckpt_dir), ("random_init", None)):
         res[arm], lr[arm], tried[arm] = finetune_best_lr(a, sst_ft, src, arch, out, f"sst2_{arm}")
@@ -316,7 +326,8 @@ def main() -> None:
     common = {"model": {"n_layer": arch.n_layer, "n_embd": arch.n_embd, "block_size": arch.block_size,
                         "vocab_size": arch.vocab_size}, "finetune_steps": a.finetune_steps, "batch": a.batch,
               "finetune_lrs": a.finetune_lrs, "pretrain_steps": a.pretrain_steps, "init": a.init,
-              "pretrain_schedule": a.pretrain_schedule, "selection": a.selection, "seeds": a.seeds, "gpu": a.gpu,
+              "pretrain_schedule": a.pretrain_schedule, "lowercase": a.lowercase, "selection": a.selection,
+              "seeds": a.seeds, "gpu": a.gpu,
               "quick": a.quick,
               "notes": notes}
     records += [
@@ -336,7 +347,7 @@ def main() -> None:
     if not a.skip_agnews:
         ag_ft = FinetuneConfig(task="classify", train_file=str(out / "ag_train.tsv"), val_file=str(out / "ag_dev.tsv"),
                                test_file=str(data / "agnews" / "test.tsv"), header=False, labels=ag_labels,
-                               metric="macro_f1", tokenizer=tok)
+                               metric="macro_f1", tokenizer=tok, lowercase=a.lowercase)
         agr = {arm: finetune(a, ag_ft, src, arch, out / f"agnews_{arm}", lr[arm])  # each arm's SST-2 lr
                for arm, src in (("pretrained", ckpt_dir), ("random_init", None))}
         f1 = {arm: r["test"]["macro_f1"] for arm, r in agr.items()}
@@ -350,7 +361,9 @@ def main() -> None:
         ]
     records = [r for r in records if r["value"] is not None and r["baseline"]["value"] is not None]
     write_result("transfer_sst2" + ("_quick" if a.quick else "") + ("_gpu" if a.gpu else "")
-                 + (f"_seeds{a.seeds}" if a.seeds > 1 else "") + ("_gathered" if a.gathered else ""), records)
+                 + (f"_seeds{a.seeds}" if a.seeds > 1 else "") + ("_gathered" if a.gathered else "")
+                 + ("_lower" if a.lowercase else "")
+                 + (f"_{a.tag}" if a.tag else ""), records)
     print(json.dumps({r["metric"]: round(r["value"], 4) for r in records}, indent=2))
 
 

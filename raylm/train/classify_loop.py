@@ -37,6 +37,8 @@ RUN_NAME = "classify"
 
 def load_split(path: str, ft: FinetuneConfig, labels: list[str], limit: int) -> Labelled:
     texts, raw, skipped = read_rows(path, ft.format, ft.header, ft.columns, ft.text_column, ft.label_column, limit)
+    if ft.lowercase:
+        texts = [t.lower() for t in texts]
     return to_indices(texts, raw, ft.label_map, labels, skipped)
 
 
@@ -130,7 +132,7 @@ def classify_worker(config: dict, session=None) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
-    meta = {"labels": labels, "pooling": ft.pooling, "tokenizer": "tokenizer.json",
+    meta = {"labels": labels, "pooling": ft.pooling, "lowercase": ft.lowercase, "tokenizer": "tokenizer.json",
             "init_from": config.get("init_from"),
             "max_len": max_len, "pad_id": pad_id}
     files = {"tokenizer.json": config["tokenizer_json"]}
@@ -148,7 +150,11 @@ def classify_worker(config: dict, session=None) -> dict:
             y = torch.tensor([tr.labels[i] for i in sel], device=device)
             sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else model.no_sync()
             with sync, autocast:
-                loss = F.cross_entropy(model(x.to(device), lengths.to(device)).float(), y, weight=weight)
+                if ft.lm_loss_weight > 0:
+                    logits, lm = model(x.to(device), lengths.to(device), lm_loss=True)
+                    loss = F.cross_entropy(logits.float(), y, weight=weight) + ft.lm_loss_weight * lm
+                else:
+                    loss = F.cross_entropy(model(x.to(device), lengths.to(device)).float(), y, weight=weight)
             (loss / cfg.grad_accum).backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         optimizer.step()
@@ -314,6 +320,7 @@ def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:
     model, meta = load_classifier(checkpoint)
     tok = Tokenizer.from_file(str(Path(checkpoint) / meta["tokenizer"]))
     labels = meta["labels"]
+    ft = replace(ft, lowercase=meta.get("lowercase", False))  # the classifier's own preprocessing, like max_len
     te = load_split(test_file, ft, labels, ft.max_eval_examples)
     cm, loss = evaluate(model, encode(tok, te.texts, meta["max_len"]), te.labels, len(labels), ft.eval_batch_size,
                         0, 1, torch.device("cpu"), meta["pad_id"])

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from raylm.model.gpt import GPT, GPTConfig
@@ -44,9 +45,11 @@ class FinetuneConfig:
     label_map: dict[str, str] = field(default_factory=dict)  # raw file value -> class name (rename / merge)
     positive_label: str | None = None  # binary tasks: class whose precision/recall/F1 is reported; None = 2nd
     tokenizer: str | None = None   # tokenizer.json; None = the one of the checkpoint's pretraining data
+    lowercase: bool = False        # lowercase every text before tokenizing (a model pretrained on lowercased text)
     max_len: int = 0               # tokens kept per text (the first ones); 0 = model block_size
     pooling: Literal["last", "mean"] = "last"  # last real token's state, or mean over real tokens
     head_dropout: float = 0.1      # dropout on the pooled vector before the head
+    lm_loss_weight: float = 0.0    # + this x next-token loss on the training texts (GPT-1's auxiliary LM objective)
     class_weights: list[float] = field(default_factory=list)  # loss weight per class; [] = equal
     balanced_class_weights: bool = False  # weights n / (k * count) from the train labels
     freeze_embeddings: bool = False  # token and position embeddings stay fixed
@@ -65,6 +68,8 @@ class FinetuneConfig:
             raise ValueError("freeze_layers, max_len, max_train_examples, max_eval_examples must be >= 0")
         if self.head_lr_mult <= 0 or not 0 < self.layer_decay <= 1:
             raise ValueError("head_lr_mult must be > 0 and layer_decay in (0, 1]")
+        if self.lm_loss_weight < 0:
+            raise ValueError("finetune.lm_loss_weight must be >= 0")
         if not 0 <= self.head_dropout < 1 or self.eval_batch_size < 1:
             raise ValueError("head_dropout must be in [0, 1) and eval_batch_size >= 1")
         if self.class_weights and self.balanced_class_weights:
@@ -99,8 +104,20 @@ class SequenceClassifier(nn.Module):
         mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, T)
         return (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
 
-    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.pool(self.gpt.hidden(idx), lengths)))
+    def forward(self, idx: torch.Tensor, lengths: torch.Tensor, lm_loss: bool = False):
+        """Class logits (B, K); with lm_loss, (logits, mean next-token cross-entropy over the
+        real tokens) from the same forward pass, for GPT-1's auxiliary objective."""
+        h = self.gpt.hidden(idx)
+        logits = self.head(self.drop(self.pool(h, lengths)))
+        if not lm_loss:
+            return logits
+        targets = idx[:, 1:].masked_fill(
+            torch.arange(1, idx.size(1), device=idx.device)[None, :] >= lengths[:, None], -1)
+        lm_logits = self.gpt.lm_head(h[:, :-1]).float()
+        if not (targets >= 0).any():  # every text one token long: nothing to predict
+            return logits, lm_logits.sum() * 0.0
+        return logits, F.cross_entropy(lm_logits.reshape(-1, lm_logits.size(-1)), targets.reshape(-1),
+                                       ignore_index=-1)
 
 
 def freeze(model: SequenceClassifier, embeddings: bool, layers: int) -> int:

@@ -72,6 +72,36 @@ def test_padding_does_not_change_logits(pooling):
     torch.testing.assert_close(m(x2, lengths), together)
 
 
+def test_auxiliary_lm_loss_is_next_token_loss_on_real_tokens():
+    """lm_loss=True: the same class logits, plus the mean next-token cross-entropy over each
+    text's own tokens (padding neither predicts nor is predicted), as the GPT body computes it."""
+    import torch.nn.functional as F
+
+    m = _clf().eval()
+    seqs = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
+    x, lengths = pad_batch(seqs, pad_id=0)
+    logits, lm = m(x, lengths, lm_loss=True)
+    torch.testing.assert_close(logits, m(x, lengths))
+    per_text = [m.gpt(torch.tensor([s[:-1]]), torch.tensor([s[1:]]))[1] for s in seqs if len(s) > 1]
+    counts = [len(s) - 1 for s in seqs if len(s) > 1]  # 2 + 4 targets; the 1-token text has none
+    expected = sum(loss * c for loss, c in zip(per_text, counts)) / sum(counts)
+    torch.testing.assert_close(lm, expected)
+    _, none = m(*pad_batch([[3], [4]], 0), lm_loss=True)  # nothing to predict: 0, not nan
+    assert none.item() == 0.0
+    assert F.cross_entropy(m.gpt.lm_head(m.gpt.hidden(x)[:, :-1]).reshape(-1, 11), x[:, 1:].reshape(-1)) != lm
+
+
+def test_lowercase_option_lowercases_every_split(tmp_path):
+    from raylm.train.classify_loop import load_split
+
+    f = tmp_path / "d.tsv"
+    f.write_text("sentence\tlabel\nA Fine FILM\t1\nDull\t0\n")
+    ft = FinetuneConfig(task="classify", train_file=str(f), text_column="sentence", lowercase=True)
+    assert load_split(str(f), ft, ["0", "1"], 0).texts == ["a fine film", "dull"]
+    assert load_split(str(f), FinetuneConfig(task="classify", train_file=str(f), text_column="sentence"),
+                      ["0", "1"], 0).texts == ["A Fine FILM", "Dull"]
+
+
 def test_freeze_and_layerwise_groups():
     m = _clf()
     n = freeze(m, embeddings=True, layers=1)
@@ -98,6 +128,8 @@ def test_config_checks():
         FinetuneConfig(labels=["a", "b"], class_weights=[1.0])
     with pytest.raises(ValueError, match="layer_decay"):
         FinetuneConfig(layer_decay=0.0)
+    with pytest.raises(ValueError, match="lm_loss_weight"):
+        FinetuneConfig(lm_loss_weight=-0.5)
     FinetuneConfig(task="classify", train_file="x.tsv", labels=["0", "1"], positive_label="1")
 
 
@@ -146,6 +178,28 @@ def test_tiny_classify_in_process(tmp_path):
     # a finished run resumed: nothing trains, the same final numbers come back
     rep2 = run_classify(ft, tc, str(out), 1, str(src))
     assert rep2["test"]["confusion_matrix"] == t["confusion_matrix"] and rep2["final"]["step"] == 30
+
+
+def test_lowercase_classifier_is_evaluated_lowercased(tmp_path):
+    """A classifier trained with lowercase: true (and the auxiliary LM loss) lowercases whatever
+    it is evaluated on, even under a config without the flag (the preprocessing travels in the
+    checkpoint, like max_len)."""
+    from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+    from raylm.train.finetune import evaluate_classifier, run_classify
+
+    data, tok_path, src = _tiny_setup(tmp_path)
+    upper = tmp_path / "upper.tsv"
+    upper.write_text(data.read_text().upper().replace("SENTENCE\tLABEL", "sentence\tlabel"))
+    ft = FinetuneConfig(task="classify", train_file=str(upper), val_file=str(upper), text_column="sentence",
+                        tokenizer=str(tok_path), head_dropout=0.0, lowercase=True, lm_loss_weight=0.5)
+    tc = TrainConfig(max_steps=30, batch_size=8, eval_interval=10, log_interval=10, num_workers=0,
+                     optim=OptimConfig(lr=3e-3, weight_decay=0.0),
+                     schedule=ScheduleConfig(warmup_steps=0, name="constant"))
+    rep = run_classify(ft, tc, str(tmp_path / "ft"), 1, str(src))
+    assert rep["test"]["accuracy"] == 1.0  # upper-case text the lowercase char tokenizer could not read otherwise
+    plain = FinetuneConfig(task="classify", train_file=str(upper), test_file=str(upper), text_column="sentence")
+    again = evaluate_classifier(rep["checkpoint"], plain, str(tmp_path / "ev"))
+    assert again["test"]["confusion_matrix"] == rep["test"]["confusion_matrix"]
 
 
 def test_early_stopping_and_random_init(tmp_path):

@@ -1,0 +1,81 @@
+"""Fine-tuning recipe exploration for the SST-2 transfer benchmark (issue 7): variants of the
+classification recipe run from one pretraining checkpoint and from random init, chosen on the
+held-out validation sentences only (test.tsv is printed, never used to choose).
+
+  .venv/bin/python benchmarks/transfer_finetune_explore.py \
+      --checkpoint runs/bench_transfer_sent/pretrain/checkpoints/step-10000 \
+      --split-dir runs/bench_transfer_sent --variant aux0.5 --seeds 1 2
+The recipe is transfer_sst2.py's finetune() (batch 32, AdamW wd 0.01, warmup 100, cosine to lr/10,
+10 evaluations, best step kept) with the variant's changes.
+Appends one JSON line per run to <out>/explore.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raylm.train.checkpoint import read_model_config  # noqa: E402
+from raylm.train.classify_data import tokenizer_path  # noqa: E402
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
+from raylm.train.finetune import FinetuneConfig, run_classify  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {  # name -> (FinetuneConfig changes, TrainConfig changes)
+    "base": ({}, {}),
+    "aux0.5": ({"lm_loss_weight": 0.5}, {}),
+    "aux0.2": ({"lm_loss_weight": 0.2}, {}),
+    "steps3000": ({}, {"max_steps": 3000}),
+    "aux0.5_steps3000": ({"lm_loss_weight": 0.5}, {"max_steps": 3000}),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split-dir", required=True, help="dir with train_sent.tsv / val_sent.tsv of transfer_sst2.py")
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--variant", nargs="+", required=True)
+    p.add_argument("--arms", nargs="+", default=["pretrained", "random_init"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--out", default=str(REPO / "runs" / "explore"))
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = read_model_config(a.checkpoint)
+    base = FinetuneConfig(task="classify", train_file=f"{a.split_dir}/train_sent.tsv",
+                          val_file=f"{a.split_dir}/val_sent.tsv", test_file=f"{a.data}/sst2/test.tsv",
+                          text_column="sentence", labels=["0", "1"], positive_label="1", metric="accuracy",
+                          tokenizer=tokenizer_path(a.checkpoint, None))
+    for v in a.variant:
+        ftc, tcc = VARIANTS[v]
+        steps = tcc.get("max_steps", 1500)
+        for seed in a.seeds:
+            for arm in a.arms:
+                tc = TrainConfig(max_steps=steps, batch_size=32, eval_interval=steps // 10, log_interval=steps // 10,
+                                 num_workers=0, cpus_per_worker=2, keep_checkpoints=1,
+                                 optim=OptimConfig(lr=a.lr, weight_decay=0.01),
+                                 schedule=ScheduleConfig(warmup_steps=100, min_lr=a.lr / 10))
+                run_dir = out / f"{v}_{arm}_lr{a.lr:g}_seed{seed}"
+                t0 = time.time()
+                r = run_classify(replace(base, **ftc), tc, str(run_dir), seed,
+                                 a.checkpoint if arm == "pretrained" else None, model_cfg=arch)
+                rec = {"variant": v, "arm": arm, "lr": a.lr, "seed": seed, "checkpoint": a.checkpoint,
+                       "val": r["final"]["best_val"], "best_step": r["final"].get("best_step"),
+                       "test": r["test"]["accuracy"], "seconds": round(time.time() - t0, 1)}
+                print("RESULT", json.dumps(rec), flush=True)
+                with open(out / "explore.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
