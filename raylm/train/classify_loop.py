@@ -30,7 +30,7 @@ from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices
 from raylm.train.config import TrainConfig
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.loop import LocalSession, _all_mean, begin_step, setup_device
+from raylm.train.loop import LocalSession, _all_mean, begin_step, say, setup_device
 
 RUN_NAME = "classify"
 
@@ -137,8 +137,8 @@ def classify_worker(config: dict, session=None) -> dict:
             "max_len": max_len, "pad_id": pad_id}
     files = {"tokenizer.json": config["tokenizer_json"]}
     if rank == 0:
-        print(f"[finetune] {len(tr_ids)} train examples ({tr.skipped or 'none'} skipped), {k} classes, "
-              f"{frozen} frozen params, workers {world}", flush=True)
+        say(f"[finetune] {len(tr_ids)} train examples ({tr.skipped or 'none'} skipped), {k} classes, "
+            f"{frozen} frozen params, workers {world}")
     metrics: dict = {}
     t0 = time.perf_counter()
     while st["step"] < cfg.max_steps and not st["done"]:
@@ -188,8 +188,8 @@ def classify_worker(config: dict, session=None) -> dict:
             ckpt_dir = save_classifier(out / f".ckpt-{step}", raw, model_cfg, {**meta, "step": step}, state,
                                        files=files, tensors=extra)
         if rank == 0:
-            print("[finetune] " + " ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}"
-                                           for a, b in metrics.items()), flush=True)
+            say("[finetune] " + " ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}"
+                                         for a, b in metrics.items()))
         session.report(dict(metrics), ckpt_dir)
     if best_weights is not None:
         raw.load_state_dict(best_weights, strict=False)  # tied lm_head follows wte

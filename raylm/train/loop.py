@@ -17,6 +17,7 @@ import math
 import os
 import resource
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,14 @@ from raylm.train.parallel import (full_model_state, load_optimizer_state, local_
 
 # bf16 dense peak FLOP/s of known accelerators, for MFU when train.peak_flops is 0.
 KNOWN_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def say(line: str) -> None:
+    """One progress line on stdout. Not print(): in a Ray Train V2 worker print is patched to log
+    through the root logger and also, because Ray wraps the worker's sys.stdout, to tee to stdout,
+    so each printed line reached the driver twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 @dataclass
@@ -181,7 +190,7 @@ def train_worker(config: dict, session=None) -> dict:
         saved = ckpt.load_state(latest)
         st.update({k: saved[k] for k in st})
         if rank == 0:
-            print(f"resumed from {latest} at step {st['step']}", flush=True)
+            say(f"resumed from {latest} at step {st['step']}")
     raw_model = model
     model = parallelize(model, cfg.parallelism, world, device)
     optimizer = build_optimizer(model, cfg.optim)  # after fully_shard: FSDP params are DTensors
@@ -266,7 +275,7 @@ def train_worker(config: dict, session=None) -> dict:
             if rank == 0:
                 msg = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
                                if k not in ("tokens_seen", "flops_per_s", "early_stopped"))
-                print(f"[train] {msg}", flush=True)
+                say(f"[train] {msg}")
                 if tb is not None:
                     for k, v in metrics.items():
                         if isinstance(v, int | float) and k != "step":
@@ -277,8 +286,8 @@ def train_worker(config: dict, session=None) -> dict:
                 session.log(dict(metrics))
         if stop:
             if rank == 0:
-                print(f"[train] early stop at step {step}: no val improvement in "
-                      f"{cfg.early_stopping_patience} evaluations", flush=True)
+                say(f"[train] early stop at step {step}: no val improvement in "
+                    f"{cfg.early_stopping_patience} evaluations")
             break
     if tb is not None:
         tb.close()
