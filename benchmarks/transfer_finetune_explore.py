@@ -5,8 +5,7 @@ held-out validation sentences only (test.tsv is printed, never used to choose).
   .venv/bin/python benchmarks/transfer_finetune_explore.py \
       --checkpoint runs/bench_transfer_sent/pretrain/checkpoints/step-10000 \
       --split-dir runs/bench_transfer_sent --variant aux0.5 --seeds 1 2
-The recipe is transfer_sst2.py's finetune() (batch 32, AdamW wd 0.01, warmup 100, cosine to lr/10,
-10 evaluations, best step kept) with the variant's changes.
+The recipe is transfer_sst2.py's own finetune() (--selection sentences), with the variant's changes.
 Appends one JSON line per run to <out>/explore.jsonl.
 """
 
@@ -22,18 +21,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import transfer_sst2  # noqa: E402
+
 from raylm.train.checkpoint import read_model_config  # noqa: E402
 from raylm.train.classify_data import tokenizer_path  # noqa: E402
-from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
-from raylm.train.finetune import FinetuneConfig, run_classify  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {  # name -> (FinetuneConfig changes, TrainConfig changes)
+VARIANTS = {  # name -> (FinetuneConfig changes, transfer_sst2 option changes)
     "base": ({}, {}),
     "aux0.5": ({"lm_loss_weight": 0.5}, {}),
     "aux0.2": ({"lm_loss_weight": 0.2}, {}),
-    "steps3000": ({}, {"max_steps": 3000}),
-    "aux0.5_steps3000": ({"lm_loss_weight": 0.5}, {"max_steps": 3000}),
+    "steps3000": ({}, {"finetune_steps": 3000}),
+    "aux0.5_steps3000": ({"lm_loss_weight": 0.5}, {"finetune_steps": 3000}),
 }
 
 
@@ -52,23 +51,19 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     arch = read_model_config(a.checkpoint)
-    base = FinetuneConfig(task="classify", train_file=f"{a.split_dir}/train_sent.tsv",
-                          val_file=f"{a.split_dir}/val_sent.tsv", test_file=f"{a.data}/sst2/test.tsv",
-                          text_column="sentence", labels=["0", "1"], positive_label="1", metric="accuracy",
-                          tokenizer=tokenizer_path(a.checkpoint, None))
+    base = transfer_sst2.sst2_config(Path(a.data), f"{a.split_dir}/train_sent.tsv", f"{a.split_dir}/val_sent.tsv",
+                                     tokenizer_path(a.checkpoint, None), lowercase=False)
     for v in a.variant:
-        ftc, tcc = VARIANTS[v]
-        steps = tcc.get("max_steps", 1500)
+        ftc, opts = VARIANTS[v]
+        # the options transfer_sst2.finetune reads, as its defaults give them
+        bench = argparse.Namespace(**{"quick": False, "selection": "sentences", "finetune_steps": 1500, "batch": 32,
+                                      "threads": 2, "gpu": False, **opts})
         for seed in a.seeds:
             for arm in a.arms:
-                tc = TrainConfig(max_steps=steps, batch_size=32, eval_interval=steps // 10, log_interval=steps // 10,
-                                 num_workers=0, cpus_per_worker=2, keep_checkpoints=1,
-                                 optim=OptimConfig(lr=a.lr, weight_decay=0.01),
-                                 schedule=ScheduleConfig(warmup_steps=100, min_lr=a.lr / 10))
                 run_dir = out / f"{v}_{arm}_lr{a.lr:g}_seed{seed}"
                 t0 = time.time()
-                r = run_classify(replace(base, **ftc), tc, str(run_dir), seed,
-                                 a.checkpoint if arm == "pretrained" else None, model_cfg=arch)
+                r = transfer_sst2.finetune(bench, replace(base, **ftc), a.checkpoint if arm == "pretrained" else None,
+                                           arch, run_dir, a.lr, seed)
                 rec = {"variant": v, "arm": arm, "lr": a.lr, "seed": seed, "checkpoint": a.checkpoint,
                        "val": r["final"]["best_val"], "best_step": r["final"].get("best_step"),
                        "test": r["test"]["accuracy"], "seconds": round(time.time() - t0, 1)}

@@ -44,6 +44,7 @@ import sst2_sentences  # noqa: E402
 import transfer_bow  # noqa: E402
 from _common import write_result  # noqa: E402
 
+from raylm.data.shards import open_split, read_manifest  # noqa: E402
 from raylm.eval.classify import confusion_matrix, metrics_from_confusion  # noqa: E402
 from raylm.model.gpt import GPTConfig  # noqa: E402
 from raylm.train.classify_data import read_rows  # noqa: E402
@@ -139,8 +140,6 @@ def gathered_texts(data_dir: str) -> list[str]:
     tokens end with EOS; byte-level BPE decodes to the cleaned text)."""
     from tokenizers import Tokenizer
 
-    from raylm.data.shards import open_split, read_manifest
-
     m = read_manifest(data_dir)
     tok = Tokenizer.from_file(str(Path(data_dir) / m["tokenizer"]))
     docs = []
@@ -155,8 +154,6 @@ def gathered_texts(data_dir: str) -> list[str]:
 def gathered_record(data_dir: str) -> dict:
     """What a `raylm data` run kept, for the results file: documents and tokens per split (its
     manifest) and documents in / out and drop reasons per stage (its stats.json)."""
-    from raylm.data.shards import read_manifest
-
     m = read_manifest(data_dir)
     stats = json.loads((Path(data_dir) / m["stats"]).read_text())
     return {"dir": data_dir, "splits": {k: {"documents": v["documents"], "tokens": v["tokens"]}
@@ -179,6 +176,13 @@ def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str,
                             "data_dir": str(shards_dir), "seed": 1, "out": str(out)}, session)
     metrics["seconds"] = round(time.time() - t0, 1)
     return str(session.latest_checkpoint()), metrics
+
+
+def sst2_config(data: Path, train_file: str, val_file: str, tokenizer: str, lowercase: bool) -> FinetuneConfig:
+    """SST-2 classification: train on `train_file`, choose on `val_file`, report test.tsv."""
+    return FinetuneConfig(task="classify", train_file=train_file, val_file=val_file,
+                          test_file=str(data / "sst2" / "test.tsv"), text_column="sentence", labels=["0", "1"],
+                          positive_label="1", metric="accuracy", tokenizer=tokenizer, lowercase=lowercase)
 
 
 def finetune(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GPTConfig, out: Path, lr: float,
@@ -220,8 +224,6 @@ def finetune_best_lr(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GP
 def main() -> None:
     a = parse()
     if a.gathered:  # fail before the baselines run, not after
-        from raylm.data.shards import read_manifest
-
         read_manifest(a.gathered)
     torch.set_num_threads(a.threads)
     data, out = Path(a.data), Path(a.out)
@@ -292,8 +294,6 @@ def main() -> None:
             texts = [t.lower() for t in texts]
         shards_dir = Path(a.pretrain_shards) if a.pretrain_shards else build_shards(texts, out / "shards", a.vocab, 1)
         ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
-        from raylm.data.shards import read_manifest
-
         pre["corpus_tokens"] = {k: v["tokens"] for k, v in read_manifest(shards_dir)["splits"].items()}
         pre["corpus"] = a.pretrain_shards or ((
             "unlabelled SST-2 train+dev phrases minus the held-out sentences' trees" if a.selection == "sentences"
@@ -312,10 +312,7 @@ def main() -> None:
     tok = tokenizer_path(ckpt_dir, None)  # both arms use the pretraining run's tokenizer
 
     # 3. fine-tuning, both arms with the same recipe
-    sst_ft = FinetuneConfig(task="classify", train_file=sst_train, val_file=sst_val,
-                            test_file=str(data / "sst2" / "test.tsv"),
-                            text_column="sentence", labels=["0", "1"], positive_label="1", metric="accuracy",
-                            tokenizer=tok, lowercase=a.lowercase)
+    sst_ft = sst2_config(data, sst_train, sst_val, tok, a.lowercase)
     res, lr, tried = {}, {}, {}
     for arm, src in (("pretrained", ckpt_dir), ("random_init", None)):
         res[arm], lr[arm], tried[arm] = finetune_best_lr(a, sst_ft, src, arch, out, f"sst2_{arm}")
