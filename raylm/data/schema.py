@@ -14,7 +14,7 @@ import pyarrow as pa
 
 # Column -> Arrow type. Order is the canonical column order.
 DOC_COLUMNS: dict[str, pa.DataType] = {
-    "id": pa.string(),            # stable: sha1(source uri + record key)[:20]
+    "id": pa.string(),            # stable: sha1(file name or URL + record key)[:20], see doc_id
     "text": pa.string(),          # UTF-8 document text
     "source": pa.string(),        # ingest kind: file | warc | crawl
     "uri": pa.string(),           # file path / object-store URI / WARC file the record came from
@@ -29,8 +29,45 @@ PROVENANCE = ("id", "source", "uri", "url", "license", "content_type", "fetched_
 
 
 def doc_id(uri: str, key: str | int) -> str:
-    """Stable id of record `key` (line number, record offset, ...) in `uri`."""
+    """Stable id of record `key` (line number, record offset, ...) in `uri`.
+
+    For input files `uri` is the file's location-free name (see `file_names`), not its path, so
+    a corpus moved, copied or read from another checkout gets the same ids, hence the same
+    split, shard assignment and shard bytes; crawled pages use their URL.
+    """
     return hashlib.sha1(f"{uri}\x00{key}".encode()).hexdigest()[:20]
+
+
+def file_names(found: list[tuple[str, str]]) -> dict[str, str]:
+    """(base directory, file path) pairs -> {file path: location-free name}.
+
+    A file's name is its path relative to the base of the `paths` entry that found it (a file
+    entry's own directory, a directory entry, the fixed part of a glob): `train.tsv`,
+    `2024/part-3.jsonl`. Where two files of one run would share a name, each of them takes
+    parent directories until the names differ (`a/data.jsonl`, `b/data.jsonl`). A URI's scheme
+    is not part of the name, so a local copy and an object-store copy get the same ids.
+    The first base given for a path wins (a file matched by two entries is read once).
+    """
+    parts: dict[str, list[str]] = {}
+    depth: dict[str, int] = {}
+    for base, path in found:
+        if path in parts:
+            continue
+        bare, root = path.split("://", 1)[-1], base.split("://", 1)[-1].rstrip("/") + "/"
+        parts[path] = [s for s in bare.split("/") if s]
+        depth[path] = max(1, len([s for s in bare[len(root):].split("/") if s]) if bare.startswith(root) else 1)
+    while True:
+        names: dict[str, list[str]] = {}
+        for path, ps in parts.items():
+            names.setdefault("/".join(ps[-depth[path]:]), []).append(path)
+        clashes = [group for group in names.values() if len(group) > 1]
+        grow = [p for group in clashes for p in group if depth[p] < len(parts[p])]
+        if not grow:  # what still clashes (s3://b/x and /b/x in one run) keeps its full URI
+            out = {p: name for name, group in names.items() for p in group}
+            out.update({p: p for group in clashes for p in group})
+            return out
+        for p in grow:
+            depth[p] += 1
 
 
 def make_docs(rows: list[dict]) -> pa.Table:

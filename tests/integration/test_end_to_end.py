@@ -73,6 +73,27 @@ def test_interrupted_data_run_resumes_to_identical_shards(ray_session, tiny_run,
     assert all((d / n).stat().st_mtime_ns == t for n, t in keep.items())  # finished shards not rewritten
 
 
+def test_shards_do_not_depend_on_where_the_input_is(ray_session, tiny_run, tmp_path):
+    """The bundled file copied elsewhere (as another checkout would have it): same split, same
+    shard bytes; only the provenance path differs."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "elsewhere" / "deeper"
+    copy.mkdir(parents=True)
+    shutil.copy(REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt", copy)
+    out = tmp_path / "out"
+    assert main(["data", TINY, "--set", f"out={out}", "--set", f"data.ingest.files.paths=[{copy}]"]) == 0
+    here, there = (shards.read_manifest(d / "data" / "shards") for d in (tiny_run, out))
+    assert here["splits"] == there["splits"]  # documents, tokens and every shard's sha256
+    idx = sorted((out / "data" / "shards").glob("*.idx.parquet"))
+    for p in idx:
+        mine, theirs = pq.read_table(p), pq.read_table(tiny_run / "data" / "shards" / p.name)
+        assert mine["id"] == theirs["id"]
+        assert all(u.startswith(str(copy)) for u in mine["uri"].to_pylist())
+
+
 def test_bad_inputs_fail_fast_with_one_clear_line(ray_session, tmp_path, capsys):
     assert main(["data", TINY, "--set", f"out={tmp_path}", "--set", "data.ingest.files.paths=[/nope/x.txt]"]) == 2
     assert "/nope/x.txt does not exist" in capsys.readouterr().err

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from raylm.data import shards
-from raylm.data.ingest.files import FilesConfig, expand_paths, parse_file, read_one
+from raylm.data.ingest.files import FilesConfig, expand, expand_paths, parse_file, read_one
 from raylm.data.pipeline import _blank_dropped, assign_split
-from raylm.data.schema import make_docs
+from raylm.data.schema import file_names, make_docs
 from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, train_bpe
 
 
@@ -53,6 +53,41 @@ def test_expand_paths_errors(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     (tmp_path / "b.txt").write_text("y")
     assert [p.rsplit("/", 1)[1] for p in expand_paths([str(tmp_path / "*.txt")])] == ["a.txt", "b.txt"]
+
+
+def test_file_names_are_relative_to_the_entry_and_unique():
+    assert file_names([("/a/x", "/a/x/t.tsv"), ("/c/d", "/c/d/e/f.jsonl"), ("/c/d", "/c/d/g.jsonl")]) == {
+        "/a/x/t.tsv": "t.tsv", "/c/d/e/f.jsonl": "e/f.jsonl", "/c/d/g.jsonl": "g.jsonl"}
+    # Two files that would share a name take parent directories until they differ.
+    assert file_names([("/a", "/a/data.jsonl"), ("/b/c", "/b/c/data.jsonl"), ("/r", "/r/q/data.jsonl")]) == {
+        "/a/data.jsonl": "a/data.jsonl", "/b/c/data.jsonl": "c/data.jsonl", "/r/q/data.jsonl": "q/data.jsonl"}
+    # The scheme is not part of a name; the same bare path twice keeps full URIs (ids never clash).
+    assert file_names([("gs://bk/corp", "gs://bk/corp/sub/a.jsonl")]) == {"gs://bk/corp/sub/a.jsonl": "sub/a.jsonl"}
+    assert file_names([("s3://b/x", "s3://b/x/q.txt"), ("/b/x", "/b/x/q.txt")]) == {
+        "s3://b/x/q.txt": "s3://b/x/q.txt", "/b/x/q.txt": "/b/x/q.txt"}
+
+
+def test_ids_do_not_depend_on_where_the_corpus_is(tmp_path):
+    """The same files under two directories, named as a file, a directory and a glob entry:
+    the same ids, so the same split and shards (the path stays in `uri` as provenance)."""
+    for where in ("one/corpus", "two/deeper/corpus"):
+        (tmp_path / where / "sub").mkdir(parents=True)
+        (tmp_path / where / "a.txt").write_text("alpha\n\nbeta")
+        (tmp_path / where / "sub" / "b.jsonl").write_text('{"text": "gamma"}\n')
+
+    def ids(entries):
+        return [(n, d["id"]) for u, n in expand(entries) for d in read_one(u, FilesConfig(), n)[0].to_pylist()]
+
+    for root in ("one/corpus", "two/deeper/corpus"):
+        assert ids([str(tmp_path / root)]) == ids([str(tmp_path / "one/corpus")])
+        assert ids([str(tmp_path / root / "*.txt"), str(tmp_path / root / "sub/b.jsonl")]) == ids(
+            [str(tmp_path / "one/corpus/a.txt"), str(tmp_path / "one/corpus/sub/*.jsonl")])
+    assert [n for n, _ in ids([str(tmp_path / "one/corpus")])] == ["a.txt", "a.txt", "sub/b.jsonl"]
+    # Listed twice, a file is read once; two entries' same-named files get distinct ids.
+    assert len(expand([str(tmp_path / "one/corpus/a.txt"), str(tmp_path / "one/corpus/*.txt")])) == 1
+    both = ids([str(tmp_path / "one/corpus/a.txt"), str(tmp_path / "two/deeper/corpus/a.txt")])
+    assert [n for n, _ in both] == ["one/corpus/a.txt"] * 2 + ["deeper/corpus/a.txt"] * 2
+    assert len({i for _, i in both}) == 4
 
 
 def test_split_is_deterministic_and_by_document():

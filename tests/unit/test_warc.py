@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from raylm.data import schema
-from raylm.data.ingest.warc import WarcConfig, expand_paths, read_table, read_warc
+from raylm.data.ingest.warc import WarcConfig, expand, expand_paths, read_table, read_warc
 
 IAH = "IAH-20080430204825-00000-blackbook.warc.gz"
 
@@ -134,6 +134,20 @@ def test_expand_paths(warc_dir, tmp_path):
         expand_paths([str(tmp_path / "nope.warc.gz")])
     with pytest.raises(FileNotFoundError, match="matched no files"):
         expand_paths([str(tmp_path / "*.warc.gz")])
+
+
+def test_record_ids_do_not_depend_on_where_the_warc_is(warc_dir, tmp_path):
+    import shutil
+
+    for where in ("a", "b/c"):
+        (tmp_path / where).mkdir(parents=True)
+        shutil.copy(warc_dir / "whirlwind.warc.wet.gz", tmp_path / where)
+
+    def ids(entry):
+        return [r["id"] for u, n in expand([entry]) for r in read_warc(u, WarcConfig(), name=n)]
+
+    assert ids(str(tmp_path / "a")) == ids(str(tmp_path / "b/c/*.wet.gz")) == ids(str(warc_dir / "whirlwind.warc.wet.gz"))
+    assert ids(str(tmp_path / "a")) != [r["id"] for r in read_warc(str(tmp_path / "a/whirlwind.warc.wet.gz"), WarcConfig())]
 
 
 def test_config_checks():

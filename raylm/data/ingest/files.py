@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raylm.data.ingest.objstore import from_uri
-from raylm.data.schema import conform, doc_id, make_docs
+from raylm.data.schema import conform, doc_id, file_names, make_docs
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ def _fs(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Expand globs and directories into a sorted list of file URIs/paths; error if empty."""
-    out: list[str] = []
+def expand(paths: list[str]) -> list[tuple[str, str]]:
+    """Expand globs and directories -> sorted (file URI/path, location-free name) pairs; error if
+    an entry matches nothing. The name (schema.file_names) keys the documents' ids."""
+    found: list[tuple[str, str]] = []  # (base, uri)
     for p in paths:
         fs, local = _fs(p)
         prefix = p.split("://", 1)[0] + "://" if "://" in p else ""
@@ -67,14 +68,21 @@ def expand_paths(paths: list[str]) -> list[str]:
             if info.type == pafs.FileType.NotFound:
                 raise FileNotFoundError(f"data.ingest.files.paths: {p} does not exist")
             if info.type == pafs.FileType.Directory:
+                base = local
                 infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
                 hits = sorted(i.path for i in infos if i.is_file and _format_of(i.path, "auto", strict=False))
             else:
-                hits = [local]
+                base, hits = local.rsplit("/", 1)[0] or "/", [local]
         if not hits:
             raise FileNotFoundError(f"data.ingest.files.paths: {p} matches no files")
-        out.extend(prefix + h if prefix else h for h in hits)
-    return out
+        found.extend((prefix + base, prefix + h) for h in hits)
+    names = file_names(found)
+    return [(u, names[u]) for u in dict.fromkeys(u for _, u in found)]
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """The file URIs/paths of `expand`, without their names."""
+    return [u for u, _ in expand(paths)]
 
 
 def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
@@ -95,10 +103,12 @@ def _mtime(fs: pafs.FileSystem, path: str) -> str | None:
     return m.astimezone(dt.timezone.utc).isoformat(timespec="seconds") if m else None
 
 
-def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None) -> tuple[pa.Table, dict]:
+def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None,
+               name: str | None = None) -> tuple[pa.Table, dict]:
     """Bytes of one file -> (documents table, counts). Pure: no I/O, no Ray.
 
-    Each document's id is stable: hash of the file URI and the record's position in it.
+    Each document's id is stable: hash of the file's location-free `name` (from `expand`;
+    default: `uri`) and the record's position in it. `uri` is kept as provenance.
     Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
     """
     fmt = _format_of(uri, cfg.format)
@@ -114,7 +124,7 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
         if drop:
             counts["skipped_" + drop.split(":")[1]] = counts.get("skipped_" + drop.split(":")[1], 0) + 1
             text = ""
-        rows.append(dict(base, id=doc_id(uri, key), text=text, url=url,
+        rows.append(dict(base, id=doc_id(name or uri, key), text=text, url=url,
                          license=lic or cfg.license, content_type=ctype, drop=drop))
 
     if fmt == "parquet":
@@ -153,18 +163,18 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
     return make_docs(rows), counts
 
 
-def read_one(uri: str, cfg: FilesConfig) -> tuple[pa.Table, dict]:
+def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Table, dict]:
     """Read and parse one file; a corrupt file is a counted skip, not a crash."""
     fs, path = _fs(uri)
     try:
         with fs.open_input_stream(path, compression="detect") as f:
             data = f.read()
-        return parse_file(uri, data, cfg, _mtime(fs, path))
+        return parse_file(uri, data, cfg, _mtime(fs, path), name)
     except (OSError, ValueError, pa.ArrowException) as e:
         if isinstance(e, ValueError) and "no column" in str(e):
             raise
         log.warning("skipping unreadable file %s: %s", uri, e)
-        row = dict(id=doc_id(uri, "file"), text="", source="file", uri=uri, drop="ingest:bad_file")
+        row = dict(id=doc_id(name or uri, "file"), text="", source="file", uri=uri, drop="ingest:bad_file")
         return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
 
 
@@ -172,11 +182,12 @@ def run(cfg: FilesConfig):
     """All files -> a Ray Dataset of documents, one read task per file."""
     import ray
 
-    uris = expand_paths(cfg.paths)
+    files = expand(cfg.paths)
 
     def read_batch(batch: pa.Table) -> pa.Table:
-        tables = [read_one(u, cfg)[0] for u in batch["uri"].to_pylist()]
+        tables = [read_one(u, cfg, n)[0] for u, n in zip(batch["uri"].to_pylist(), batch["name"].to_pylist())]
         return conform(pa.concat_tables(tables)) if tables else make_docs([])
 
-    return ray.data.from_items([{"uri": u} for u in uris], override_num_blocks=max(1, len(uris))).map_batches(
+    items = [{"uri": u, "name": n} for u, n in files]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
         read_batch, batch_format="pyarrow", batch_size=1, num_cpus=0.5)

@@ -73,14 +73,15 @@ def _join(uri: str, fs_path: str) -> str:
     return uri.split("://", 1)[0] + "://" + fs_path.lstrip("/")
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files, directories (recursive, WARC suffixes only) and globs -> sorted file URIs.
+def expand(paths: list[str]) -> list[tuple[str, str]]:
+    """Files, directories (recursive, WARC suffixes only) and globs -> sorted (file URI,
+    location-free name) pairs; the name (schema.file_names) keys the records' ids.
 
     Runs on the driver: it lists names only, never opens a file.
     """
     import pyarrow.fs as pafs
 
-    out: list[str] = []
+    found: list[tuple[str, str]] = []  # (base, uri)
     for p in paths:
         fs, path = _fs(p)
         if any(ch in path for ch in "*?["):
@@ -89,20 +90,27 @@ def expand_paths(paths: list[str]) -> list[str]:
             k = next(i for i, s in enumerate(parts) if any(ch in s for ch in "*?["))
             base = "/".join(parts[:k]) or "/"
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            found = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+            hits = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
         else:
             info = fs.get_file_info(path)
             if info.type == pafs.FileType.Directory:
+                base = path
                 infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                found = [i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(_WARC_SUFFIXES)]
+                hits = [i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(_WARC_SUFFIXES)]
             elif info.type == pafs.FileType.File:
-                found = [path]
+                base, hits = path.rsplit("/", 1)[0] or "/", [path]
             else:
                 raise FileNotFoundError(f"warc.paths: {p!r} does not exist")
-        if not found:
+        if not hits:
             raise FileNotFoundError(f"warc.paths: {p!r} matched no files")
-        out.extend(_join(p, f) for f in sorted(found))
-    return list(dict.fromkeys(out))
+        found.extend((_join(p, base), _join(p, f)) for f in sorted(hits))
+    names = schema.file_names(found)
+    return [(u, names[u]) for u in dict.fromkeys(u for _, u in found)]
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """The file URIs of `expand`, without their names."""
+    return [u for u, _ in expand(paths)]
 
 
 # --- one file ----------------------------------------------------------------------------
@@ -133,8 +141,11 @@ def _next_sync(f, start: int, gz: bool) -> int | None:
         pos += len(chunk)
 
 
-def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None) -> Iterator[dict]:
+def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str | None = None) -> Iterator[dict]:
     """Yield one document row (a dict of schema columns) per selected record of `uri`.
+
+    Ids hash the file's location-free `name` (from `expand`; default: `uri`) with the record's
+    WARC-Record-ID (or offset); `uri` is kept as provenance.
 
     `stats` (optional) counts outcomes: ok, content_type, too_large, http_error, truncated,
     bad_http, binary, corrupt, decode_replaced. Opening errors (missing file) raise.
@@ -142,6 +153,7 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None) -> Iterat
     from fastwarc.warc import ArchiveIterator
 
     stats = stats if stats is not None else Counter()
+    name = name or uri
     types = _record_types(cfg.kinds)
     fs, path = _fs(uri)
     with fs.open_input_file(path) as f:
@@ -155,7 +167,7 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None) -> Iterat
                 it = ArchiveIterator(f, record_types=types, parse_http=False, fsspec_args=False)
                 for rec in it:
                     last = rec.stream_pos
-                    row = _row(rec, uri, cfg, stats)
+                    row = _row(rec, uri, name, cfg, stats)
                     failing = False
                     yield row
                 return
@@ -164,16 +176,16 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None) -> Iterat
                 at = last if last is not None else start
                 if not failing:
                     stats["corrupt"] += 1
-                    yield {"id": schema.doc_id(uri, f"corrupt@{at}"), "text": "", "source": "warc", "uri": uri,
+                    yield {"id": schema.doc_id(name, f"corrupt@{at}"), "text": "", "source": "warc", "uri": uri,
                            "url": None, "content_type": None, "fetched_at": None, "drop": "warc:corrupt"}
                 failing = True
                 start = _next_sync(f, at + 1, gz)
 
 
-def _row(rec, uri: str, cfg: WarcConfig, stats: Counter) -> dict:
+def _row(rec, uri: str, name: str, cfg: WarcConfig, stats: Counter) -> dict:
     h = rec.headers
     key = h.get("WARC-Record-ID") or rec.stream_pos
-    row = {"id": schema.doc_id(uri, key), "text": "", "source": "warc", "uri": uri,
+    row = {"id": schema.doc_id(name, key), "text": "", "source": "warc", "uri": uri,
            "url": h.get("WARC-Target-URI"), "fetched_at": h.get("WARC-Date"), "drop": None}
     warc_mime, warc_charset = parse_content_type(h.get("Content-Type"))
     row["content_type"] = warc_mime
@@ -215,11 +227,12 @@ def _drop(row: dict, stats: Counter, kind: str, reason: str | None = None) -> di
     return row
 
 
-def read_table(uris: list[str], cfg: WarcConfig) -> Iterator[pa.Table]:
-    """Rows of several files as document tables of at most cfg.rows_per_block rows."""
+def read_table(uris: list[str], cfg: WarcConfig, names: list[str] | None = None) -> Iterator[pa.Table]:
+    """Rows of several files (named as `expand` names them) as document tables of at most
+    cfg.rows_per_block rows."""
     rows: list[dict] = []
-    for uri in uris:
-        for row in read_warc(uri, cfg):
+    for uri, name in zip(uris, names or uris):
+        for row in read_warc(uri, cfg, name=name):
             rows.append(row)
             if len(rows) >= cfg.rows_per_block:
                 yield schema.make_docs(rows)
@@ -229,14 +242,14 @@ def read_table(uris: list[str], cfg: WarcConfig) -> Iterator[pa.Table]:
 
 
 def _read_batch(batch: pa.Table, cfg: WarcConfig) -> Iterator[pa.Table]:
-    yield from read_table(batch.column("path").to_pylist(), cfg)
+    yield from read_table(batch.column("path").to_pylist(), cfg, batch.column("name").to_pylist())
 
 
 def run(cfg: WarcConfig):
     """All records of cfg.paths as a ray.data.Dataset in the document schema, one task per file."""
     import ray
 
-    files = expand_paths(cfg.paths)
-    ds = ray.data.from_items([{"path": p} for p in files], override_num_blocks=len(files))
+    files = expand(cfg.paths)
+    ds = ray.data.from_items([{"path": p, "name": n} for p, n in files], override_num_blocks=len(files))
     return ds.map_batches(_read_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow",
                           num_cpus=cfg.num_cpus)
