@@ -82,8 +82,11 @@ def main() -> None:
     root = unpack(out)
     for name, docs in (("wordnet.jsonl", wordnet_docs(root)), ("fortunes.jsonl", fortune_docs(root))):
         tmp = out / (name + ".tmp")
+        n = 0
         with open(tmp, "w") as f:
-            n = sum(f.write(json.dumps(d) + "\n") > 0 for d in docs)
+            for d in docs:
+                f.write(json.dumps(d) + "\n")
+                n += 1
         os.replace(tmp, out / name)
         print(f"{out / name}: {n} documents")
 

@@ -39,7 +39,8 @@ def doc_id(uri: str, key: str | int) -> str:
 
 
 def file_names(found: list[tuple[str, str]]) -> dict[str, str]:
-    """(base directory, file path) pairs -> {file path: location-free name}.
+    """(base directory, file path) pairs -> {file path: location-free name}, each path once, in
+    the order first given.
 
     A file's name is its path relative to the base of the `paths` entry that found it (a file
     entry's own directory, a directory entry, the fixed part of a glob): `train.tsv`,
@@ -63,9 +64,8 @@ def file_names(found: list[tuple[str, str]]) -> dict[str, str]:
         clashes = [group for group in names.values() if len(group) > 1]
         grow = [p for group in clashes for p in group if depth[p] < len(parts[p])]
         if not grow:  # what still clashes (s3://b/x and /b/x in one run) keeps its full URI
-            out = {p: name for name, group in names.items() for p in group}
-            out.update({p: p for group in clashes for p in group})
-            return out
+            clashing = {p for group in clashes for p in group}
+            return {p: p if p in clashing else "/".join(ps[-depth[p]:]) for p, ps in parts.items()}
         for p in grow:
             depth[p] += 1
 

@@ -76,8 +76,7 @@ def expand(paths: list[str]) -> list[tuple[str, str]]:
         if not hits:
             raise FileNotFoundError(f"data.ingest.files.paths: {p} matches no files")
         found.extend((prefix + base, prefix + h) for h in hits)
-    names = file_names(found)
-    return [(u, names[u]) for u in dict.fromkeys(u for _, u in found)]
+    return list(file_names(found).items())
 
 
 def expand_paths(paths: list[str]) -> list[str]:

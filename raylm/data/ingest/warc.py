@@ -104,8 +104,7 @@ def expand(paths: list[str]) -> list[tuple[str, str]]:
         if not hits:
             raise FileNotFoundError(f"warc.paths: {p!r} matched no files")
         found.extend((_join(p, base), _join(p, f)) for f in sorted(hits))
-    names = schema.file_names(found)
-    return [(u, names[u]) for u in dict.fromkeys(u for _, u in found)]
+    return list(schema.file_names(found).items())
 
 
 def expand_paths(paths: list[str]) -> list[str]:
