@@ -7,8 +7,9 @@ fine-tuned at every --finetune-lrs value and keeping the one with the best SST-2
      raylm's loop on unlabelled text: SST-2 train sentences (labels dropped; never the held-out
      selection sentences below), the AG News
      training texts, any --extra-text files, and with --gathered DIR the documents a `raylm data`
-     run cleaned (e.g. its crawl; configs/gather_pydocs.yaml crawls the Python docs served on
-     127.0.0.1); or pretrain on given shards alone with --pretrain-shards;
+     run cleaned (configs/gather_imdb.yaml: IMDb reviews, see imdb_text.py, with SST-2's test
+     sentences removed by raylm's decontam stage; configs/gather_pydocs.yaml crawls the Python
+     docs served on 127.0.0.1); or pretrain on given shards alone with --pretrain-shards;
   3. classification fine-tuning (raylm.train.finetune.run_classify) from the pretrained
      checkpoint and from random initialisation of the same architecture.
 SST-2, --selection sentences (the default): train.tsv and dev.tsv are phrases of the same parse

@@ -32,6 +32,7 @@ from raylm.config import dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
 from raylm.data.content import ContentConfig
+from raylm.data.decontam import DecontamConfig
 from raylm.data.dedup.stage import DedupConfig
 from raylm.data.extract import ExtractConfig
 from raylm.data.ingest.crawl import CrawlConfig
@@ -73,6 +74,7 @@ class DataConfig:
     langid: LangIdConfig = field(default_factory=LangIdConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     pii: PiiConfig = field(default_factory=PiiConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -90,6 +92,9 @@ class DataConfig:
             raise ValueError(f"steps: unknown stage {unknown[0]!r}; valid stages: {', '.join(STEPS)}")
         if len(set(self.steps)) != len(self.steps):
             raise ValueError(f"steps: a stage is listed twice: {self.steps}")
+        if "decontam" in self.steps and not self.decontam.paths:
+            raise ValueError("steps: decontam is listed but data.decontam.paths is empty: name the "
+                             "benchmark files whose text must not be trained on")
         if "augment" in self.steps and self.steps[-1] != "augment":
             raise ValueError("steps: augment must be the last stage (it runs after dedup and the "
                              "train/val split, on the train split only)")
@@ -103,6 +108,7 @@ STEPS: dict[str, str] = {
     "langid": "raylm.data.langid:run",         # language + score, filter
     "quality": "raylm.data.quality:run",       # Gopher / C4 / FineWeb heuristics
     "content": "raylm.data.content:run",       # domain blocklist, word lists
+    "decontam": "raylm.data.decontam:run",     # drop documents holding benchmark text (n-gram overlap)
     "pii": "raylm.data.pii:run",               # redact e-mail, phone, IP, card, SSN, IBAN
     "dedup": "raylm.data.dedup.stage:run",     # exact + MinHash near-duplicates (workdir: <out>/dedup)
     "augment": "raylm.data.augment:run",       # train split only; always last

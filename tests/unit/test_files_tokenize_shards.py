@@ -55,6 +55,17 @@ def test_expand_paths_errors(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in expand_paths([str(tmp_path / "*.txt")])] == ["a.txt", "b.txt"]
 
 
+def test_expand_paths_home_and_file_uris_give_plain_paths(tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.jsonl").write_text("{}")
+    (tmp_path / "d" / "notes.bin").write_text("x")  # a directory entry takes data files only
+    monkeypatch.setenv("HOME", str(tmp_path))
+    want = [(str(tmp_path / "d" / "a.jsonl"), "a.jsonl")]
+    assert expand(["~/d"]) == expand(["file://" + str(tmp_path / "d")]) == expand([str(tmp_path / "d/*.jsonl")]) == want
+    # A file named by two entries is read once, under the first entry's name.
+    assert expand([str(tmp_path / "d"), str(tmp_path)]) == want
+
+
 def test_file_names_are_relative_to_the_entry_and_unique():
     assert file_names([("/a/x", "/a/x/t.tsv"), ("/c/d", "/c/d/e/f.jsonl"), ("/c/d", "/c/d/g.jsonl")]) == {
         "/a/x/t.tsv": "t.tsv", "/c/d/e/f.jsonl": "e/f.jsonl", "/c/d/g.jsonl": "g.jsonl"}

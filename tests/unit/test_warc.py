@@ -132,7 +132,7 @@ def test_expand_paths(warc_dir, tmp_path):
         "dolma-sample-0000.warc.gz", "dolma-sample-0001.warc.gz"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         expand_paths([str(tmp_path / "nope.warc.gz")])
-    with pytest.raises(FileNotFoundError, match="matched no files"):
+    with pytest.raises(FileNotFoundError, match="matches no files"):
         expand_paths([str(tmp_path / "*.warc.gz")])
 
 

@@ -9,11 +9,9 @@ huge parquet datasets).
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import io
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,8 +20,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raylm.data.ingest.objstore import from_uri
-from raylm.data.schema import conform, doc_id, file_names, make_docs
+from raylm.data.ingest import objstore
+from raylm.data.schema import conform, doc_id, make_docs
 
 log = logging.getLogger(__name__)
 
@@ -46,37 +44,11 @@ class FilesConfig:
             raise ValueError("min_chars must be >= 0")
 
 
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        return from_uri(path)  # gs:// honours STORAGE_EMULATOR_HOST (see objstore)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
 def expand(paths: list[str]) -> list[tuple[str, str]]:
-    """Expand globs and directories -> sorted (file URI/path, location-free name) pairs; error if
-    an entry matches nothing. The name (schema.file_names) keys the documents' ids."""
-    found: list[tuple[str, str]] = []  # (base, uri)
-    for p in paths:
-        fs, local = _fs(p)
-        prefix = p.split("://", 1)[0] + "://" if "://" in p else ""
-        if any(ch in local for ch in "*?["):
-            base = re.split(r"[*?\[]", local, maxsplit=1)[0].rsplit("/", 1)[0] or "/"
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            hits = sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, local))
-        else:
-            info = fs.get_file_info(local)
-            if info.type == pafs.FileType.NotFound:
-                raise FileNotFoundError(f"data.ingest.files.paths: {p} does not exist")
-            if info.type == pafs.FileType.Directory:
-                base = local
-                infos = fs.get_file_info(pafs.FileSelector(local, recursive=True))
-                hits = sorted(i.path for i in infos if i.is_file and _format_of(i.path, "auto", strict=False))
-            else:
-                base, hits = local.rsplit("/", 1)[0] or "/", [local]
-        if not hits:
-            raise FileNotFoundError(f"data.ingest.files.paths: {p} matches no files")
-        found.extend((prefix + base, prefix + h) for h in hits)
-    return list(file_names(found).items())
+    """Files, directories (recursive: files with a known data suffix) and globs -> sorted (file
+    URI/path, location-free name) pairs; error if an entry matches nothing (objstore.expand)."""
+    return objstore.expand(paths, lambda f: _format_of(f, "auto", strict=False) is not None,
+                           "data.ingest.files.paths")
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -164,7 +136,7 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
 
 def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Table, dict]:
     """Read and parse one file; a corrupt file is a counted skip, not a crash."""
-    fs, path = _fs(uri)
+    fs, path = objstore.resolve(uri)
     try:
         with fs.open_input_stream(path, compression="detect") as f:
             data = f.read()

@@ -17,8 +17,6 @@ next gzip member (or the next "WARC/1." line in an uncompressed file).
 
 from __future__ import annotations
 
-import fnmatch
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from typing import Literal
 import pyarrow as pa
 
 from raylm.data import schema
+from raylm.data.ingest import objstore
 from raylm.data.ingest.charset import decode, looks_binary, parse_content_type
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -58,53 +57,10 @@ class WarcConfig:
 
 # --- paths -------------------------------------------------------------------------------
 
-def _fs(uri: str):
-    from raylm.data.ingest.objstore import from_uri  # gs:// honours STORAGE_EMULATOR_HOST
-
-    if "://" not in uri:
-        uri = os.path.abspath(os.path.expanduser(uri))
-    return from_uri(uri)
-
-
-def _join(uri: str, fs_path: str) -> str:
-    """Rebuild a URI for `fs_path` on the same file system as `uri` (local paths stay paths)."""
-    if "://" not in uri or uri.startswith("file://"):
-        return fs_path
-    return uri.split("://", 1)[0] + "://" + fs_path.lstrip("/")
-
-
 def expand(paths: list[str]) -> list[tuple[str, str]]:
     """Files, directories (recursive, WARC suffixes only) and globs -> sorted (file URI,
-    location-free name) pairs; the name (schema.file_names) keys the records' ids.
-
-    Runs on the driver: it lists names only, never opens a file.
-    """
-    import pyarrow.fs as pafs
-
-    found: list[tuple[str, str]] = []  # (base, uri)
-    for p in paths:
-        fs, path = _fs(p)
-        if any(ch in path for ch in "*?["):
-            # Walk from the deepest directory without wildcards; match the rest with fnmatch.
-            parts = path.split("/")
-            k = next(i for i, s in enumerate(parts) if any(ch in s for ch in "*?["))
-            base = "/".join(parts[:k]) or "/"
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            hits = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
-        else:
-            info = fs.get_file_info(path)
-            if info.type == pafs.FileType.Directory:
-                base = path
-                infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                hits = [i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(_WARC_SUFFIXES)]
-            elif info.type == pafs.FileType.File:
-                base, hits = path.rsplit("/", 1)[0] or "/", [path]
-            else:
-                raise FileNotFoundError(f"warc.paths: {p!r} does not exist")
-        if not hits:
-            raise FileNotFoundError(f"warc.paths: {p!r} matched no files")
-        found.extend((_join(p, base), _join(p, f)) for f in sorted(hits))
-    return list(schema.file_names(found).items())
+    location-free name) pairs; the name keys the records' ids (objstore.expand)."""
+    return objstore.expand(paths, lambda f: f.endswith(_WARC_SUFFIXES), "warc.paths")
 
 
 def expand_paths(paths: list[str]) -> list[str]:
@@ -154,7 +110,7 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str
     stats = stats if stats is not None else Counter()
     name = name or uri
     types = _record_types(cfg.kinds)
-    fs, path = _fs(uri)
+    fs, path = objstore.resolve(uri)
     with fs.open_input_file(path) as f:
         gz = f.read(3) == _GZIP_MAGIC
         start: int | None = 0
