@@ -10,23 +10,28 @@ workers), normalises items and documents the same way, and tags a document
   - it contains a whole item of `min_words` .. `ngram` - 1 words (a short sentence has no
     13-gram; shorter items than `min_words` are ignored: "a good film" is everywhere).
 
-Normalisation: lowercase; Penn Treebank tokenisation undone, as in SST ("does n't" -> "doesn't",
-"it 's" -> "it's", -lrb- -> space); then words are the runs of \\w. So a review's "doesn't" and
-SST-2's "does n't" give the same words ["doesn", "t"].
+Normalisation: Unicode NFKC, lowercase; Penn Treebank tokenisation undone, as in SST ("does n't"
+-> "doesn't", "gon na" -> "gonna", "cannot" read as "can not", -lrb- -> space); then words are
+the runs of \\w. So a review's "doesn't" and SST-2's "does n't" give the same words
+["doesn", "t"] (the apostrophe splits both).
 
-Memory: the index is a sorted uint64 array of blake2b hashes of the items' word sequences (8 bytes
-each: 100,000 items of 20 words are ~1 M sequences, 8 MB), built once on the driver and shipped to
-every task with the stage. A hash collision (p ~ 2^-64 per pair) could only drop a document, never
-keep a contaminated one.
+Hashing: each distinct word of a text is hashed once (blake2b, 64 bits); a word sequence's hash
+is a polynomial of its words' hashes and its length mod 2^64, computed for every position at once
+with numpy. The index is the sorted array of the items' sequence hashes (8 bytes each: 100,000
+items of 20 words are ~1 M sequences, 8 MB), built once on the driver and shipped with the
+stage's tasks. A hash collision could only drop a document, never keep a contaminated one.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,16 +44,19 @@ log = logging.getLogger(__name__)
 
 REASON = "decontam:benchmark"
 _FORMATS = {".txt": "lines", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
-_PTB = ((re.compile(r"-[lr][rcs]b-"), " "),                                 # -lrb- -rrb- -lsb- ...
-        (re.compile(r"\s+(n['\u2019]t)\b"), r"\1"),                          # does n't -> doesn't
-        (re.compile(r"(\w)\s+(['\u2019](?:s|re|ve|ll|d|m))\b"), r"\1\2"))   # it 's -> it's
+_PTB = ((re.compile(r"-[lr][rcs]b-"), " "),                           # -lrb- -rrb- -lsb- ...
+        (re.compile(r"\s+(n['\u2019]t)\b"), r"\1"),                    # does n't -> doesn't
+        (re.compile(r"\b(gon|wan|got) (na|ta)\b"), r"\1\2"),            # gon na -> gonna
+        (re.compile(r"\bcannot\b"), "can not"))                        # SST writes "can not"
 _WORD = re.compile(r"\w+")
+_MULT = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial's base
 
 
 @dataclass
 class DecontamConfig:
     # Benchmark files whose items must not be trained on, by suffix: .txt (one item a line),
     # .tsv / .csv (a header row; the item is the `text_field` column), .jsonl (key `text_field`).
+    # Local paths (~ expanded) or s3:// gs:// URIs, read on the driver.
     paths: list[str] = field(default_factory=list)
     text_field: str = "text"  # column or key of the item text in .tsv / .csv / .jsonl files
     ngram: int = 13           # shared word sequences of this length drop a document (GPT-3: 13)
@@ -60,7 +68,7 @@ class DecontamConfig:
         if not 1 <= self.min_words <= self.ngram:
             raise ValueError(f"decontam.min_words must be in [1, ngram={self.ngram}], got {self.min_words}")
         for p in self.paths:
-            if Path(p).suffix not in _FORMATS:
+            if _suffix(p) not in _FORMATS:
                 raise ValueError(f"decontam: {p}: unknown file type; use one of {', '.join(_FORMATS)}")
 
 
@@ -71,71 +79,101 @@ class Index:
     items: int                  # items read (for the log)
 
 
+def _suffix(path: str) -> str:
+    return Path(path.split("?", 1)[0]).suffix.lower()
+
+
 def words(text: str) -> list[str]:
     """The normalised words of `text` (see the module doc)."""
-    text = text.lower()
+    text = unicodedata.normalize("NFKC", text).lower()
     for pat, rep in _PTB:
         text = pat.sub(rep, text)
     return _WORD.findall(text)
 
 
-def _hash(seq: list[str]) -> int:
-    return int.from_bytes(hashlib.blake2b(" ".join(seq).encode(), digest_size=8).digest(), "little")
+def _word_hashes(ws: list[str]) -> np.ndarray:
+    memo = {w: int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little") for w in set(ws)}
+    return np.array([memo[w] for w in ws], dtype=np.uint64)
+
+
+def sequence_hashes(wh: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every n-word sequence, from the words' hashes `wh` (len(wh) - n + 1 of them)."""
+    count = len(wh) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    acc = np.full(count, n, dtype=np.uint64)  # the length is part of the hash
+    for j in range(n):  # uint64 arithmetic wraps: mod 2^64
+        acc = acc * _MULT + wh[j:j + count]
+    return acc
 
 
 def read_items(path: str, text_field: str) -> list[str]:
-    """The item texts of one benchmark file."""
-    kind = _FORMATS[Path(path).suffix]
-    with open(path, encoding="utf-8", newline="") as f:
-        if kind == "lines":
-            return [ln.rstrip("\r\n") for ln in f if ln.strip()]
-        if kind == "jsonl":
-            rows = [json.loads(ln) for ln in f if ln.strip()]
-            cols = set().union(*rows) if rows else set()
-        else:
-            reader = csv.DictReader(f, delimiter="\t" if kind == "tsv" else ",",
-                                    quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
-            rows, cols = list(reader), set(reader.fieldnames or [])
+    """The item texts of one benchmark file (a local path or an object-store URI)."""
+    from raylm.data.ingest.objstore import resolve
+
+    fs, where = resolve(path)
+    with fs.open_input_stream(where) as f:
+        text = f.read().decode("utf-8-sig")  # a byte-order mark is not part of the first field
+    kind = _FORMATS[_suffix(path)]
+    if kind == "lines":
+        return [ln for ln in text.splitlines() if ln.strip()]
+    if kind == "jsonl":
+        rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        cols = set().union(*rows) if rows else set()
+    else:
+        csv.field_size_limit(sys.maxsize)  # a long passage is one field
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",",
+                                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+        rows, cols = list(reader), set(reader.fieldnames or [])
     if text_field not in cols:
         raise ValueError(f"decontam: {path} has no {text_field!r} field (it has: {', '.join(sorted(cols))}); "
                          f"set data.decontam.text_field")
-    return [str(r[text_field]) for r in rows if r.get(text_field)]
+    bad = next((r[text_field] for r in rows if not isinstance(r.get(text_field) or "", str)), None)
+    if bad is not None:
+        raise ValueError(f"decontam: {path}: {text_field!r} holds a {type(bad).__name__}, not text")
+    return [r[text_field] for r in rows if r.get(text_field)]
 
 
 def build_index(items: list[str], ngram: int, min_words: int) -> Index:
-    hashes: set[int] = set()
-    lengths = set()
+    parts, lengths = [], set()
     for item in items:
-        w = words(item)
-        if len(w) >= ngram:
-            hashes.update(_hash(w[i:i + ngram]) for i in range(len(w) - ngram + 1))
+        wh = _word_hashes(words(item))
+        if len(wh) >= ngram:
+            parts.append(sequence_hashes(wh, ngram))
             lengths.add(ngram)
-        elif len(w) >= min_words:
-            hashes.add(_hash(w))
-            lengths.add(len(w))
-    return Index(np.array(sorted(hashes), dtype=np.uint64), tuple(sorted(lengths)), len(items))
+        elif len(wh) >= min_words:
+            parts.append(sequence_hashes(wh, len(wh)))
+            lengths.add(len(wh))
+    hashes = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+    return Index(hashes, tuple(sorted(lengths)), len(items))
 
 
 def load(cfg: DecontamConfig) -> Index:
     """The index of every benchmark file. Checked when the stage is planned, before any work runs
     (not at config load, so a config naming files of another machine still loads and validates)."""
-    missing = [p for p in cfg.paths if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"decontam: benchmark file not found: {missing[0]}")
+    from pyarrow.fs import FileType
+
+    from raylm.data.ingest.objstore import resolve
+
+    for p in cfg.paths:
+        fs, where = resolve(p)
+        if fs.get_file_info(where).type != FileType.File:
+            raise FileNotFoundError(f"decontam: benchmark file not found: {p}")
     items = [t for p in cfg.paths for t in read_items(p, cfg.text_field)]
     return build_index(items, cfg.ngram, cfg.min_words)
 
 
 def contaminated(text: str, index: Index) -> bool:
     """Whether `text` shares an indexed word sequence."""
-    w = words(text)
-    for n in index.lengths:
-        if len(w) < n:
+    if not len(index.hashes):
+        return False
+    wh = _word_hashes(words(text))
+    for n in index.lengths:  # ascending
+        if len(wh) < n:
             break
-        seqs = np.fromiter((_hash(w[i:i + n]) for i in range(len(w) - n + 1)), dtype=np.uint64)
-        pos = np.searchsorted(index.hashes, seqs)
-        pos[pos == len(index.hashes)] = 0
-        if len(index.hashes) and (index.hashes[pos] == seqs).any():
+        seqs = sequence_hashes(wh, n)
+        pos = np.minimum(np.searchsorted(index.hashes, seqs), len(index.hashes) - 1)
+        if (index.hashes[pos] == seqs).any():
             return True
     return False
 
@@ -151,6 +189,10 @@ def apply(table: pa.Table, index: Index) -> pa.Table:
 def run(ds, cfg: DecontamConfig):
     """Ray Data stage: the index is built here, on the driver, and shipped with the tasks."""
     index = load(cfg)
-    log.info("decontam: %d benchmark items from %d file(s) -> %d word sequences (lengths %s)",
-             index.items, len(cfg.paths), len(index.hashes), list(index.lengths))
+    if not len(index.hashes):
+        log.warning("decontam: none of the %d items in %s has %d or more words: the stage drops nothing",
+                    index.items, cfg.paths, cfg.min_words)
+    else:
+        log.info("decontam: %d benchmark items from %d file(s) -> %d word sequences (lengths %s)",
+                 index.items, len(cfg.paths), len(index.hashes), list(index.lengths))
     return ds.map_batches(apply, fn_kwargs={"index": index}, batch_format="pyarrow", num_cpus=1)

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from raylm.data import schema
-from raylm.data.decontam import REASON, DecontamConfig, apply, build_index, contaminated, load, read_items, words
+from raylm.data.decontam import (REASON, DecontamConfig, apply, build_index, contaminated, load, read_items, run,
+                                 words)
 from raylm.data.pipeline import DataConfig
 
 
@@ -12,6 +13,8 @@ def test_words_undo_treebank_tokenisation():
         words("It's a film that doesn't (can't) work.") == \
         ["it", "s", "a", "film", "that", "doesn", "t", "can", "t", "work"]
     assert words("don\u2019t") == words("do n't")
+    assert words("I cannot, we're gonna") == words("i can not , we 're gon na")
+    assert words("Cafe\u0301 \ufb01lm") == words("caf\u00e9 film")  # NFKC: combining accent, ligature
 
 
 def test_long_items_match_on_any_shared_ngram_short_items_whole():
@@ -27,7 +30,8 @@ def test_long_items_match_on_any_shared_ngram_short_items_whole():
     assert contaminated("Honestly, the cast is wonderful!", idx)
     assert not contaminated("the cast is not wonderful", idx)  # the whole item, contiguous
     assert not contaminated("two words", idx)
-    assert not contaminated("", build_index([], 13, 8))
+    # Sequences of different lengths never share a hash by construction (the length is hashed).
+    assert not contaminated("the cast is", build_index(["the cast is wonderful"], 13, 3))
 
 
 def test_read_items_by_file_type(tmp_path):
@@ -41,6 +45,11 @@ def test_read_items_by_file_type(tmp_path):
     assert read_items(str(tmp_path / "b.txt"), "ignored") == ["line one", "line two"]
     with pytest.raises(ValueError, match="has no 'text' field .*sentence"):
         read_items(str(tmp_path / "b.tsv"), "text")
+    (tmp_path / "bom.TSV").write_bytes("\ufeffsentence\tlabel\r\nfirst item\t1\r\n".encode())
+    assert read_items(str(tmp_path / "bom.TSV"), "sentence") == ["first item"]  # BOM, CRLF, upper-case suffix
+    (tmp_path / "list.jsonl").write_text(json.dumps({"text": ["a", "b"]}) + "\n")
+    with pytest.raises(ValueError, match="holds a list, not text"):
+        read_items(str(tmp_path / "list.jsonl"), "text")
 
 
 def test_apply_tags_only_kept_contaminated_rows(tmp_path):
@@ -54,6 +63,21 @@ def test_apply_tags_only_kept_contaminated_rows(tmp_path):
         {"id": "d", "text": None},
     ])
     assert apply(t, idx)["drop"].to_pylist() == [REASON, None, "quality:x", None]
+
+
+def test_an_index_of_only_short_items_matches_nothing_and_says_so(tmp_path, caplog):
+    bench = tmp_path / "short.txt"
+    bench.write_text("a good film\nbad\n")
+    cfg = DecontamConfig(paths=[str(bench)])
+    assert len(load(cfg).hashes) == 0 and not contaminated("a good film", load(cfg))
+
+    class FakeDataset:  # run() only plans: it needs map_batches
+        def map_batches(self, fn, **kw):
+            return kw["fn_kwargs"]["index"]
+
+    with caplog.at_level("WARNING"):
+        run(FakeDataset(), cfg)
+    assert "drops nothing" in caplog.text
 
 
 def test_config_errors(tmp_path):

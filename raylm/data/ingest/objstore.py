@@ -63,8 +63,9 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
     an entry and in entry order; the name (schema.file_names) keys the documents' ids.
 
     An entry is a file, a directory (every file under it that `wanted` accepts, recursively) or a
-    glob (`*`, `?`, `[...]`, case-sensitive; walked from its deepest directory without
-    wildcards). An entry that does not exist or matches nothing raises FileNotFoundError naming
+    glob (`*`, `?`, `[...]`, case-sensitive; walked recursively from its deepest directory without
+    wildcards, and matched with fnmatch, whose `*` also crosses `/`: `d/*.jsonl` takes
+    `d/sub/x.jsonl` too; every matching file is taken, whatever its suffix). An entry that does not exist or matches nothing raises FileNotFoundError naming
     `what` (the config field). Runs on the driver: it lists names, never opens a file.
     """
     from raylm.data.schema import file_names
