@@ -109,9 +109,13 @@ def sequence_hashes(wh: np.ndarray, n: int) -> np.ndarray:
 
 def read_items(path: str, text_field: str) -> list[str]:
     """The item texts of one benchmark file (a local path or an object-store URI)."""
+    from pyarrow.fs import FileType
+
     from raylm.data.ingest.objstore import resolve
 
     fs, where = resolve(path)
+    if fs.get_file_info(where).type != FileType.File:
+        raise FileNotFoundError(f"decontam: benchmark file not found: {path}")
     with fs.open_input_stream(where) as f:
         text = f.read().decode("utf-8-sig")  # a byte-order mark is not part of the first field
     kind = _FORMATS[_suffix(path)]
@@ -151,22 +155,12 @@ def build_index(items: list[str], ngram: int, min_words: int) -> Index:
 def load(cfg: DecontamConfig) -> Index:
     """The index of every benchmark file. Checked when the stage is planned, before any work runs
     (not at config load, so a config naming files of another machine still loads and validates)."""
-    from pyarrow.fs import FileType
-
-    from raylm.data.ingest.objstore import resolve
-
-    for p in cfg.paths:
-        fs, where = resolve(p)
-        if fs.get_file_info(where).type != FileType.File:
-            raise FileNotFoundError(f"decontam: benchmark file not found: {p}")
     items = [t for p in cfg.paths for t in read_items(p, cfg.text_field)]
     return build_index(items, cfg.ngram, cfg.min_words)
 
 
 def contaminated(text: str, index: Index) -> bool:
-    """Whether `text` shares an indexed word sequence."""
-    if not len(index.hashes):
-        return False
+    """Whether `text` shares an indexed word sequence (an empty index has no lengths)."""
     wh = _word_hashes(words(text))
     for n in index.lengths:  # ascending
         if len(wh) < n:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import pyarrow.fs as pafs
 
+from raylm.data.schema import file_names
+
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
@@ -65,11 +67,10 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
     An entry is a file, a directory (every file under it that `wanted` accepts, recursively) or a
     glob (`*`, `?`, `[...]`, case-sensitive; walked recursively from its deepest directory without
     wildcards, and matched with fnmatch, whose `*` also crosses `/`: `d/*.jsonl` takes
-    `d/sub/x.jsonl` too; every matching file is taken, whatever its suffix). An entry that does not exist or matches nothing raises FileNotFoundError naming
-    `what` (the config field). Runs on the driver: it lists names, never opens a file.
+    `d/sub/x.jsonl` too; every matching file is taken, whatever its suffix). An entry that does
+    not exist or matches nothing raises FileNotFoundError naming `what` (the config field). Runs
+    on the driver: it lists names, never opens a file.
     """
-    from raylm.data.schema import file_names
-
     found: list[tuple[str, str]] = []  # (base, uri)
     for p in paths:
         fs, path = resolve(p)
