@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--arms", nargs="+", default=["pretrained", "random_init"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--out", default=str(REPO / "runs" / "explore"))
     a = p.parse_args()
     torch.set_num_threads(2)
@@ -57,7 +58,8 @@ def main() -> None:
         ftc, opts = VARIANTS[v]
         # the options transfer_sst2.finetune reads, as its defaults give them
         bench = argparse.Namespace(**{"quick": False, "selection": "sentences", "finetune_steps": 1500, "batch": 32,
-                                      "threads": 2, "gpu": False, **opts})
+                                      "threads": 2, "gpu": False,
+                                      "precision": a.precision, **opts})
         for seed in a.seeds:
             for arm in a.arms:
                 run_dir = out / f"{v}_{arm}_lr{a.lr:g}_seed{seed}"

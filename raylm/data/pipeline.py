@@ -270,8 +270,7 @@ def ingest(cfg: IngestConfig, out: Path):
     from raylm.data.ingest import crawl, files, warc
 
     parts = []
-    if cfg.files.paths:
-        files.expand_paths(cfg.files.paths)  # fail fast on a missing input
+    if cfg.files.paths:  # each run() expands its paths on the driver first: a missing input fails here
         parts.append(files.run(cfg.files))
     if cfg.warc.paths:
         parts.append(warc.run(cfg.warc))

@@ -66,6 +66,35 @@ def test_expand_paths_home_and_file_uris_give_plain_paths(tmp_path, monkeypatch)
     assert expand([str(tmp_path / "d"), str(tmp_path)]) == want
 
 
+def test_glob_star_stays_in_its_directory_and_double_star_crosses(tmp_path):
+    for rel in ("d/x.jsonl", "d/sub/y.jsonl", "d/sub/deeper/z.jsonl", "d/sub/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+
+    def names(pattern):
+        return [n for _, n in expand([str(tmp_path / pattern)])]
+
+    assert names("d/*.jsonl") == ["x.jsonl"]
+    assert names("d/*/*.jsonl") == ["sub/y.jsonl"]  # names start below the glob's fixed part
+    assert names("d/**/*.jsonl") == ["sub/deeper/z.jsonl", "sub/y.jsonl", "x.jsonl"]
+    assert names("d/**.jsonl") == names("d/**/*.jsonl")
+    assert names("d/s?b/[!n]*") == ["sub/y.jsonl"]
+    with pytest.raises(FileNotFoundError, match="matches no files"):
+        expand([str(tmp_path / "d/?.jsonl/*")])
+
+
+def test_object_store_uris_keep_query_options_host_and_quoting():
+    from raylm.data.ingest.objstore import _uri, glob_regex
+
+    opts = "?region=us-east-1&endpoint_override=127.0.0.1:9000&scheme=http"
+    assert _uri(f"s3://b/in/*.jsonl{opts}", "b/in/a b%.jsonl") == f"s3://b/in/a%20b%25.jsonl{opts}"
+    assert _uri("gs://b/in", "b/in/x.jsonl") == "gs://b/in/x.jsonl"
+    assert _uri("hdfs://nn:8020/in/*.txt", "/in/x.txt") == "hdfs://nn:8020/in/x.txt"
+    assert _uri("file:///in", "/in/x.txt") == _uri("/in", "/in/x.txt") == "/in/x.txt"
+    assert glob_regex("d/[]a].txt").match("d/].txt") and not glob_regex("d/[!]a].txt").match("d/].txt")
+    assert not glob_regex("d/[!a]x").match("d//x") and glob_regex("d/a[").match("d/a[")
+
+
 def test_file_names_are_relative_to_the_entry_and_unique():
     assert file_names([("/a/x", "/a/x/t.tsv"), ("/c/d", "/c/d/e/f.jsonl"), ("/c/d", "/c/d/g.jsonl")]) == {
         "/a/x/t.tsv": "t.tsv", "/c/d/e/f.jsonl": "e/f.jsonl", "/c/d/g.jsonl": "g.jsonl"}

@@ -83,3 +83,19 @@ def test_checkpoint_on_s3_is_fetched_once_and_loads(s3, tmp_path):
     assert ckpt.fetch(str(local), tmp_path / "cache") == str(local)
     with pytest.raises(FileNotFoundError, match="not found"):
         ckpt.fetch(f"s3://{BUCKET}/runs/missing", tmp_path / "cache")
+
+
+def test_uri_options_and_spaced_keys_reach_the_reader(s3, monkeypatch):
+    """An entry's query options (here the endpoint, in place of AWS_ENDPOINT_URL) travel with each
+    file it expands to, and a key with a space is percent-encoded in the URI and read back; its
+    location-free name (the documents' ids) is the plain key, as for a local copy."""
+    from raylm.data.ingest.files import FilesConfig, expand, read_one
+
+    endpoint = s3.meta.endpoint_url.split("://", 1)[1]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    s3.put_object(Bucket=BUCKET, Key="spaced/my notes.jsonl", Body=b'{"text": "a document with a spaced key"}\n')
+    opts = f"?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    [(uri, name)] = expand([f"s3://{BUCKET}/spaced/*.jsonl{opts}"])
+    assert (uri, name) == (f"s3://{BUCKET}/spaced/my%20notes.jsonl{opts}", "my notes.jsonl")
+    table, _ = read_one(uri, FilesConfig(paths=[uri]), name=name)
+    assert table.column("text").to_pylist() == ["a document with a spaced key"]

@@ -59,6 +59,8 @@ def expand_paths(paths: list[str]) -> list[str]:
 def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
     if fmt != "auto":
         return fmt
+    if "://" in path:  # a URI's options are not its suffix (s3://b/x.jsonl?region=...)
+        path = path.split("?", 1)[0]
     name = path.lower().removesuffix(".gz").removesuffix(".zst")
     for ext, f in ((".txt", "txt"), (".text", "txt"), (".md", "txt"), (".jsonl", "jsonl"),
                    (".json", "jsonl"), (".ndjson", "jsonl"), (".parquet", "parquet")):

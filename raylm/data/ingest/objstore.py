@@ -16,9 +16,10 @@ the files to read, for every file-based source (files, WARC).
 
 from __future__ import annotations
 
-import fnmatch
 import os
+import re
 from collections.abc import Callable
+from urllib.parse import quote, unquote
 
 import pyarrow.fs as pafs
 
@@ -36,12 +37,12 @@ def gcs_emulator(host: str) -> pafs.GcsFileSystem:
 def from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     """(file system, path on it) for a URI, like `pyarrow.fs.FileSystem.from_uri`.
 
-    gs:// paths come back as `bucket/key`, the form pyarrow's own GCS parsing gives.
+    gs:// paths come back as `bucket/key`, percent-decoded, the form pyarrow's own GCS parsing gives.
     """
     scheme, _, rest = uri.partition("://")
     host = os.environ.get(EMULATOR_ENV)
     if host and scheme.lower() in ("gs", "gcs"):
-        return gcs_emulator(host), rest.split("?", 1)[0].rstrip("/")
+        return gcs_emulator(host), unquote(rest.split("?", 1)[0].rstrip("/"))
     return pafs.FileSystem.from_uri(uri)
 
 
@@ -53,11 +54,63 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 
 
-def _uri(entry: str, fs_path: str) -> str:
-    """The URI of `fs_path` on the file system of the config entry (local and file:// paths stay paths)."""
+def _plain(entry: str, fs_path: str) -> str:
+    """`fs_path` with the entry's scheme, unquoted and without options: what file names are made of."""
     if "://" not in entry or entry.startswith("file://"):
         return fs_path
     return entry.split("://", 1)[0] + "://" + fs_path.lstrip("/")
+
+
+def _uri(entry: str, fs_path: str) -> str:
+    """The URI of `fs_path` on the file system of the config entry (local and file:// paths stay
+    paths). It keeps what the entry's file system needs to be found again: the entry's query
+    options (`?endpoint_override=...&region=...`), its host when the file system's paths leave
+    it out (hdfs://host:port/path), and percent-encoding (a key with a space or a `%`)."""
+    if "://" not in entry or entry.startswith("file://"):
+        return fs_path
+    scheme, rest = entry.split("://", 1)
+    rest, _, query = rest.partition("?")
+    query = f"?{query}" if query else ""
+    authority, p = rest.split("/", 1)[0], fs_path.lstrip("/")
+    if not authority or p == authority or p.startswith(authority + "/"):  # s3, gs: the bucket leads the path
+        return f"{scheme}://{quote(p)}{query}"
+    return f"{scheme}://{authority}/{quote(p)}{query}"  # hdfs: the path leaves the host out
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """A path glob as a regex: `*`, `?` and `[...]` (`[!...]` negates) stay within one directory,
+    `**` crosses directories (`d/**/x` also matches `d/x`); case-sensitive, whole path."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            j = i + 1 + (pattern[i + 1:i + 2] in ("!", "^"))
+            j = pattern.find("]", j + 1)  # a `]` right after `[` or `[!` is a member
+            if j < 0:
+                out.append(re.escape(c))
+                i += 1
+                continue
+            body = pattern[i + 1:j]
+            neg = body[:1] in ("!", "^")
+            body = (body[1:] if neg else body).replace("\\", r"\\").replace("[", r"\[").replace("]", r"\]")
+            out.append(f"[^/{body}]" if neg else f"(?!/)[{body}]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[tuple[str, str]]:
@@ -65,13 +118,15 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
     an entry and in entry order; the name (schema.file_names) keys the documents' ids.
 
     An entry is a file, a directory (every file under it that `wanted` accepts, recursively) or a
-    glob (`*`, `?`, `[...]`, case-sensitive; walked recursively from its deepest directory without
-    wildcards, and matched with fnmatch, whose `*` also crosses `/`: `d/*.jsonl` takes
-    `d/sub/x.jsonl` too; every matching file is taken, whatever its suffix). An entry that does
-    not exist or matches nothing raises FileNotFoundError naming `what` (the config field). Runs
-    on the driver: it lists names, never opens a file.
+    glob (`glob_regex`: `*`, `?`, `[...]` within a directory, `**` across directories, so
+    `d/*.jsonl` takes `d/x.jsonl` and `d/**/*.jsonl` takes `d/sub/x.jsonl` too; listed
+    recursively from its deepest directory without wildcards; every matching file is taken,
+    whatever its suffix). An entry that does not exist or matches nothing raises
+    FileNotFoundError naming `what` (the config field). Runs on the driver: it lists names,
+    never opens a file.
     """
-    found: list[tuple[str, str]] = []  # (base, uri)
+    found: list[tuple[str, str]] = []  # (base, file), both _plain: names do not depend on quoting
+    uris: dict[str, str] = {}  # _plain file -> the URI its reader opens
     for p in paths:
         fs, path = resolve(p)
         if any(ch in path for ch in "*?["):
@@ -79,7 +134,8 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
             k = next(i for i, s in enumerate(parts) if any(ch in s for ch in "*?["))
             base = "/".join(parts[:k]) or "/"
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            hits = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+            rx = glob_regex(path)
+            hits = [i.path for i in infos if i.type == pafs.FileType.File and rx.match(i.path)]
         else:
             info = fs.get_file_info(path)
             if info.type == pafs.FileType.Directory:
@@ -92,5 +148,7 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
                 raise FileNotFoundError(f"{what}: {p} does not exist")
         if not hits:
             raise FileNotFoundError(f"{what}: {p} matches no files")
-        found.extend((_uri(p, base), _uri(p, f)) for f in sorted(hits))
-    return list(file_names(found).items())
+        for f in sorted(hits):
+            found.append((_plain(p, base), _plain(p, f)))
+            uris.setdefault(found[-1][1], _uri(p, f))
+    return [(uris[f], name) for f, name in file_names(found).items()]
