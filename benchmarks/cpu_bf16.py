@@ -8,10 +8,14 @@ results file: the same step in fp32. CPUs with AVX512-BF16 or AMX run bf16 matmu
 shows too.
 
 Also trains each shape for --fit-steps steps on one fixed batch in both precisions from the same
-initial weights and reports both final losses: bf16 autocast must track fp32.
+initial weights and reports both final losses: bf16 autocast must track fp32. Timings run in
+ABBA order (fp32, bf16, bf16, fp32; median step of each, mean of the two per precision), so a
+drift in the machine's speed does not favour either, and a plain matmul of the model's shape
+is timed in both precisions for reference.
 
-  .venv/bin/python benchmarks/cpu_bf16.py                 # ~3 min on 2 cores
-Writes benchmarks/results/cpu_bf16.json (figure `cpu_bf16_speedup`: best tokens/s ratio).
+  .venv/bin/python benchmarks/cpu_bf16.py                 # ~5 min on 2 cores
+Writes benchmarks/results/cpu_bf16.json (figure `cpu_bf16_speedup`: the tokens/s ratio at 4L/256,
+the shape of the SST-2 transfer model; every shape's ratio alongside).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from raylm.train.config import OptimConfig  # noqa: E402
 from raylm.train.optim import build_optimizer  # noqa: E402
 
 SHAPES = [(4, 128), (4, 256), (6, 256)]  # (n_layer, n_embd)
+HEADLINE = "4L/256"
 
 
 def cpu_flags() -> list[str]:
@@ -45,7 +50,8 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def run(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace, x: torch.Tensor) -> dict:
+def build(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace):
+    """A fresh model (seed 0) and its training step in `precision`."""
     cfg = GPTConfig(n_layer=n_layer, n_head=max(1, n_embd // 32), n_embd=n_embd, block_size=a.block,
                     vocab_size=a.vocab, dropout=0.1)
     torch.manual_seed(0)
@@ -62,20 +68,38 @@ def run(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace, x: tor
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    fixed = x[0]  # the fit check: one batch, learnable by memorising
-    first = step(fixed)
-    for _ in range(a.fit_steps - 1):
-        last = step(fixed)
+    return model, step
+
+
+def fit(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace, batch: torch.Tensor) -> list[float]:
+    """Loss before and after --fit-steps steps on one batch (learnable by memorising)."""
+    _, step = build(n_layer, n_embd, precision, a)
+    losses = [step(batch) for _ in range(a.fit_steps)]
+    return [round(losses[0], 4), round(losses[-1], 4)]
+
+
+def time_steps(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace, x: torch.Tensor) -> float:
+    """Median seconds per training step over --steps steps after --warmup."""
+    _, step = build(n_layer, n_embd, precision, a)
     times = []
     for i in range(a.warmup + a.steps):
         t = time.perf_counter()
-        step(x[1 + i % (len(x) - 1)])
+        step(x[i % len(x)])
         if i >= a.warmup:
             times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
-    return {"n_layer": n_layer, "n_embd": n_embd, "precision": precision, "params": model.num_params(),
-            "step_s": round(sec, 5), "tokens_per_s": round(a.batch * a.block / sec, 1),
-            "fit_loss_first": round(first, 4), "fit_loss_last": round(last, 4)}
+    return statistics.median(times)
+
+
+def matmul_gflops(n_embd: int, a: argparse.Namespace, dtype: torch.dtype, reps: int = 50) -> float:
+    """A (batch*block, n_embd) x (n_embd, 4*n_embd) matmul, the MLP's first, in `dtype`."""
+    m, k, n = a.batch * a.block, n_embd, 4 * n_embd
+    x, w = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(5):
+        x @ w
+    t = time.perf_counter()
+    for _ in range(reps):
+        x @ w
+    return 2 * m * k * n * reps / (time.perf_counter() - t) / 1e9
 
 
 def main() -> None:
@@ -88,23 +112,33 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--fit-steps", type=int, default=30)
     a = p.parse_args()
+    if min(a.steps, a.fit_steps) < 1 or a.warmup < 0:
+        p.error("--steps and --fit-steps must be >= 1, --warmup >= 0")
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, a.vocab, (9, a.batch, a.block + 1), generator=g)
     rows = []
     for n_layer, n_embd in SHAPES:
-        r = {prec: run(n_layer, n_embd, prec, a, x) for prec in ("fp32", "bf16")}
-        speed = r["bf16"]["tokens_per_s"] / r["fp32"]["tokens_per_s"]
-        rows.append({"shape": f"{n_layer}L/{n_embd}", "speedup": round(speed, 3), **{k: v for k, v in r.items()}})
-        print(f"{n_layer}L/{n_embd}: fp32 {r['fp32']['tokens_per_s']:.0f} tok/s, bf16 {r['bf16']['tokens_per_s']:.0f} "
-              f"tok/s (x{speed:.2f}); fit loss {r['fp32']['fit_loss_last']} / {r['bf16']['fit_loss_last']}",
-              flush=True)
-    best = max(rows, key=lambda r: r["speedup"])
+        sec = {"fp32": [], "bf16": []}
+        for prec in ("fp32", "bf16", "bf16", "fp32"):  # ABBA
+            sec[prec].append(time_steps(n_layer, n_embd, prec, a, x))
+        tok_s = {prec: a.batch * a.block / statistics.mean(v) for prec, v in sec.items()}
+        losses = {prec: fit(n_layer, n_embd, prec, a, x[0]) for prec in ("fp32", "bf16")}
+        mm = {prec: round(matmul_gflops(n_embd, a, dt), 1) for prec, dt in (("fp32", torch.float32),
+                                                                          ("bf16", torch.bfloat16))}
+        speed = tok_s["bf16"] / tok_s["fp32"]
+        rows.append({"shape": f"{n_layer}L/{n_embd}", "speedup": round(speed, 3),
+                     "tokens_per_s": {k: round(v, 1) for k, v in tok_s.items()},
+                     "step_s_rounds": {k: [round(t, 5) for t in v] for k, v in sec.items()},
+                     "fit_loss_first_last": losses, "mlp_matmul_gflops": mm})
+        print(f"{n_layer}L/{n_embd}: fp32 {tok_s['fp32']:.0f} tok/s, bf16 {tok_s['bf16']:.0f} tok/s (x{speed:.2f}); "
+              f"fit loss {losses['fp32'][1]} / {losses['bf16'][1]}; matmul GFLOP/s {mm}", flush=True)
+    head = next(r for r in rows if r["shape"] == HEADLINE)
     write_result("cpu_bf16", {
-        "metric": "cpu_bf16_speedup", "value": best["speedup"], "unit": "bf16 / fp32 training tokens per second",
-        "baseline": {"name": "the same training step in fp32, same run", "value": 1.0},
-        "best_shape": best["shape"], "shapes": rows, "cpu_bf16_flags": cpu_flags(), "threads": a.threads,
-        "batch": a.batch, "block": a.block, "vocab": a.vocab})
+        "metric": "cpu_bf16_speedup", "value": head["speedup"], "unit": "bf16 / fp32 training tokens per second",
+        "baseline": {"name": "the same training step in fp32, same run (ABBA rounds)", "value": 1.0},
+        "shape": HEADLINE, "shapes": rows, "cpu_bf16_flags": cpu_flags(), "threads": a.threads,
+        "batch": a.batch, "block": a.block, "vocab": a.vocab, "fit_steps": a.fit_steps})
 
 
 if __name__ == "__main__":

@@ -62,11 +62,13 @@ def main() -> None:
                                       "precision": a.precision, **opts})
         for seed in a.seeds:
             for arm in a.arms:
-                run_dir = out / f"{v}_{arm}_lr{a.lr:g}_seed{seed}"
+                # runs resume from their directory: one per precision, or a bf16 rerun reads an fp32 run
+                run_dir = out / (f"{v}_{arm}_lr{a.lr:g}_seed{seed}" + ("_bf16" if a.precision == "bf16" else ""))
                 t0 = time.time()
                 r = transfer_sst2.finetune(bench, replace(base, **ftc), a.checkpoint if arm == "pretrained" else None,
                                            arch, run_dir, a.lr, seed)
-                rec = {"variant": v, "arm": arm, "lr": a.lr, "seed": seed, "checkpoint": a.checkpoint,
+                rec = {"variant": v, "arm": arm, "lr": a.lr, "seed": seed, "precision": a.precision,
+                       "checkpoint": a.checkpoint,
                        "val": r["final"]["best_val"], "best_step": r["final"].get("best_step"),
                        "test": r["test"]["accuracy"], "seconds": round(time.time() - t0, 1)}
                 print("RESULT", json.dumps(rec), flush=True)

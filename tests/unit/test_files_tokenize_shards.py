@@ -83,16 +83,29 @@ def test_glob_star_stays_in_its_directory_and_double_star_crosses(tmp_path):
         expand([str(tmp_path / "d/?.jsonl/*")])
 
 
-def test_object_store_uris_keep_query_options_host_and_quoting():
-    from raylm.data.ingest.objstore import _uri, glob_regex
+def test_object_store_uris_keep_what_the_entry_spelled():
+    """Each file's URI is the entry's own text above the listed base (credentials, host, bucket),
+    the file below it percent-encoded, and the entry's query options; provenance drops options
+    and credentials."""
+    from raylm.data.ingest.objstore import _file_uri, glob_regex, public_uri
 
     opts = "?region=us-east-1&endpoint_override=127.0.0.1:9000&scheme=http"
-    assert _uri(f"s3://b/in/*.jsonl{opts}", "b/in/a b%.jsonl") == f"s3://b/in/a%20b%25.jsonl{opts}"
-    assert _uri("gs://b/in", "b/in/x.jsonl") == "gs://b/in/x.jsonl"
-    assert _uri("hdfs://nn:8020/in/*.txt", "/in/x.txt") == "hdfs://nn:8020/in/x.txt"
-    assert _uri("file:///in", "/in/x.txt") == _uri("/in", "/in/x.txt") == "/in/x.txt"
+    assert _file_uri(f"s3://b/in/*.jsonl{opts}", "b/in/*.jsonl", "b/in", "b/in/a b%.jsonl") == \
+        f"s3://b/in/a%20b%25.jsonl{opts}"
+    creds = _file_uri("s3://AK:SK@b/d/*.jsonl?region=r", "b/d/*.jsonl", "b/d", "b/d/x.jsonl")
+    assert creds == "s3://AK:SK@b/d/x.jsonl?region=r" and public_uri(creds) == "s3://b/d/x.jsonl"
+    assert _file_uri("hdfs://nn:8020/in/*.txt", "/in/*.txt", "/in", "/in/s/x.txt") == "hdfs://nn:8020/in/s/x.txt"
+    assert _file_uri("hdfs:///user/x/*.txt", "/user/x/*.txt", "/user/x", "/user/x/a.txt") == "hdfs:///user/x/a.txt"
+    assert _file_uri("s3://b", "b", "b", "b/k/x.jsonl") == "s3://b/k/x.jsonl"
+    assert _file_uri("s3://b/my%20dir/", "b/my dir", "b/my dir", "b/my dir/x y.jsonl") == "s3://b/my%20dir/x%20y.jsonl"
+    assert _file_uri("gs://b/d/x.jsonl", "b/d/x.jsonl", "b/d", "b/d/x.jsonl") == "gs://b/d/x.jsonl"
+    assert _file_uri("file:///in", "/in", "/in", "/in/x.txt") == _file_uri("/in", "/in", "/in", "/in/x.txt") == "/in/x.txt"
+    assert public_uri("abfs://box@acct.dfs.core.windows.net/x?k=v") == "abfs://box@acct.dfs.core.windows.net/x"
     assert glob_regex("d/[]a].txt").match("d/].txt") and not glob_regex("d/[!]a].txt").match("d/].txt")
     assert not glob_regex("d/[!a]x").match("d//x") and glob_regex("d/a[").match("d/a[")
+    assert glob_regex("d/[a&&b]x").match("d/&x")  # set-operation look-alikes are literal, no warning
+    with pytest.raises(ValueError, match="files.paths: .*bad glob"):
+        expand(["/tmp/[z-a]*.jsonl"])
 
 
 def test_file_names_are_relative_to_the_entry_and_unique():

@@ -99,3 +99,7 @@ def test_uri_options_and_spaced_keys_reach_the_reader(s3, monkeypatch):
     assert (uri, name) == (f"s3://{BUCKET}/spaced/my%20notes.jsonl{opts}", "my notes.jsonl")
     table, _ = read_one(uri, FilesConfig(paths=[uri]), name=name)
     assert table.column("text").to_pylist() == ["a document with a spaced key"]
+    assert table.column("uri").to_pylist() == [f"s3://{BUCKET}/spaced/my%20notes.jsonl"]  # provenance: no options
+    other = f"?region=us-east-1&endpoint_override={endpoint}&scheme=http"  # another spelling, maybe another store
+    with pytest.raises(ValueError, match="same path with different store options"):
+        expand([f"s3://{BUCKET}/spaced/*.jsonl{opts}", f"s3://{BUCKET}/spaced/*.jsonl{other}"])

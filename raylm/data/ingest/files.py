@@ -81,10 +81,12 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
     """Bytes of one file -> (documents table, counts). Pure: no I/O, no Ray.
 
     Each document's id is stable: hash of the file's location-free `name` (from `expand`;
-    default: `uri`) and the record's position in it. `uri` is kept as provenance.
+    default: `uri`) and the record's position in it. `uri` is kept as provenance, without query
+    options or credentials (objstore.public_uri).
     Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
     """
     fmt = _format_of(uri, cfg.format)
+    uri = objstore.public_uri(uri)
     counts = {"files": 1, "records": 0, "decode_errors": 0}
     base = dict(source="file", uri=uri, license=cfg.license, fetched_at=mtime)
     rows: list[dict] = []
@@ -146,8 +148,9 @@ def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Ta
     except (OSError, ValueError, pa.ArrowException) as e:
         if isinstance(e, ValueError) and "no column" in str(e):
             raise
-        log.warning("skipping unreadable file %s: %s", uri, e)
-        row = dict(id=doc_id(name or uri, "file"), text="", source="file", uri=uri, drop="ingest:bad_file")
+        shown = objstore.public_uri(uri)
+        log.warning("skipping unreadable file %s: %s", shown, e)
+        row = dict(id=doc_id(name or shown, "file"), text="", source="file", uri=shown, drop="ingest:bad_file")
         return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
 
 

@@ -54,27 +54,36 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 
 
-def _plain(entry: str, fs_path: str) -> str:
-    """`fs_path` with the entry's scheme, unquoted and without options: what file names are made of."""
-    if "://" not in entry or entry.startswith("file://"):
-        return fs_path
-    return entry.split("://", 1)[0] + "://" + fs_path.lstrip("/")
+def public_uri(uri: str) -> str:
+    """A file URI as provenance and log lines show it: without query options and without
+    credentials (`s3://KEY:SECRET@bucket/x?endpoint_override=h` -> `s3://bucket/x`)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return uri
+    scheme, rest = uri.split("://", 1)
+    rest = rest.split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    if "@" in authority and scheme.lower() not in ("abfs", "abfss", "az"):  # azure: container@account
+        authority = authority.rsplit("@", 1)[1]
+    return f"{scheme}://{authority}{slash}{path}"
 
 
-def _uri(entry: str, fs_path: str) -> str:
-    """The URI of `fs_path` on the file system of the config entry (local and file:// paths stay
-    paths). It keeps what the entry's file system needs to be found again: the entry's query
-    options (`?endpoint_override=...&region=...`), its host when the file system's paths leave
-    it out (hdfs://host:port/path), and percent-encoding (a key with a space or a `%`)."""
+def _file_uri(entry: str, root: str, base: str, f: str) -> str:
+    """The URI a reader opens for file `f` (a path on the entry's file system) found under `base`
+    by config entry `entry`, whose own path on that file system is `root`.
+
+    Built from the entry's own text: its part above `base` (scheme, credentials, host, bucket,
+    however the entry spelled them), then `f` below `base` percent-encoded, then the entry's query
+    options (`?endpoint_override=...&region=...`), so each file reaches the same store the entry
+    did. Local and file:// entries give plain paths."""
     if "://" not in entry or entry.startswith("file://"):
-        return fs_path
-    scheme, rest = entry.split("://", 1)
-    rest, _, query = rest.partition("?")
-    query = f"?{query}" if query else ""
-    authority, p = rest.split("/", 1)[0], fs_path.lstrip("/")
-    if not authority or p == authority or p.startswith(authority + "/"):  # s3, gs: the bucket leads the path
-        return f"{scheme}://{quote(p)}{query}"
-    return f"{scheme}://{authority}/{quote(p)}{query}"  # hdfs: the path leaves the host out
+        return f
+    head, _, query = entry.partition("?")
+    tail = len([s for s in root[len(base):].split("/") if s])  # segments of root below base
+    prefix = head.rstrip("/")
+    if tail:
+        prefix = prefix.rsplit("/", tail)[0]
+    rel = f[len(base):].lstrip("/")
+    return f"{prefix}/{quote(rel)}" + (f"?{query}" if query else "")
 
 
 def glob_regex(pattern: str) -> re.Pattern:
@@ -104,13 +113,16 @@ def glob_regex(pattern: str) -> re.Pattern:
                 continue
             body = pattern[i + 1:j]
             neg = body[:1] in ("!", "^")
-            body = (body[1:] if neg else body).replace("\\", r"\\").replace("[", r"\[").replace("]", r"\]")
+            body = re.sub(r"([\\\[\]&~|])", r"\\\1", body[1:] if neg else body)  # literal in a class
             out.append(f"[^/{body}]" if neg else f"(?!/)[{body}]")
             i = j + 1
         else:
             out.append(re.escape(c))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as e:  # e.g. a reversed range, [z-a]
+        raise ValueError(f"bad glob {pattern!r}: {e}") from None
 
 
 def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[tuple[str, str]]:
@@ -125,16 +137,21 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
     FileNotFoundError naming `what` (the config field). Runs on the driver: it lists names,
     never opens a file.
     """
-    found: list[tuple[str, str]] = []  # (base, file), both _plain: names do not depend on quoting
-    uris: dict[str, str] = {}  # _plain file -> the URI its reader opens
+    found: list[tuple[str, str]] = []  # (base, file), as `_name_key`: names do not depend on quoting
+    uris: dict[str, str] = {}  # name key -> the URI its reader opens
     for p in paths:
         fs, path = resolve(p)
         if any(ch in path for ch in "*?["):
             parts = path.split("/")
             k = next(i for i, s in enumerate(parts) if any(ch in s for ch in "*?["))
+            if k == 0 and "://" in p:
+                raise ValueError(f"{what}: {p}: a wildcard in the bucket or container name is not supported")
             base = "/".join(parts[:k]) or "/"
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-            rx = glob_regex(path)
+            try:
+                rx = glob_regex(path)
+            except ValueError as e:
+                raise ValueError(f"{what}: {p}: {e}") from None
             hits = [i.path for i in infos if i.type == pafs.FileType.File and rx.match(i.path)]
         else:
             info = fs.get_file_info(path)
@@ -149,6 +166,16 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
         if not hits:
             raise FileNotFoundError(f"{what}: {p} matches no files")
         for f in sorted(hits):
-            found.append((_plain(p, base), _plain(p, f)))
-            uris.setdefault(found[-1][1], _uri(p, f))
+            uri = _file_uri(p, path, base, f)
+            key = _name_key(uri)
+            if uris.setdefault(key, uri) != uri:
+                raise ValueError(f"{what}: {uris[key]} and {uri} name the same path with different store "
+                                 "options: their documents would share ids (two stores: give them separate runs)")
+            found.append((_name_key(_file_uri(p, path, base, base)), key))
     return [(uris[f], name) for f, name in file_names(found).items()]
+
+
+def _name_key(uri: str) -> str:
+    """What a file's location-free name is made of: its public URI, percent-decoded (a local copy
+    and an object-store copy of a tree get the same names)."""
+    return unquote(public_uri(uri)) if "://" in uri and not uri.startswith("file://") else uri

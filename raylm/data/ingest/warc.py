@@ -100,7 +100,8 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str
     """Yield one document row (a dict of schema columns) per selected record of `uri`.
 
     Ids hash the file's location-free `name` (from `expand`; default: `uri`) with the record's
-    WARC-Record-ID (or offset); `uri` is kept as provenance.
+    WARC-Record-ID (or offset); `uri` is kept as provenance, without query options or
+    credentials (objstore.public_uri).
 
     `stats` (optional) counts outcomes: ok, content_type, too_large, http_error, truncated,
     bad_http, binary, corrupt, decode_replaced. Opening errors (missing file) raise.
@@ -108,9 +109,10 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str
     from fastwarc.warc import ArchiveIterator
 
     stats = stats if stats is not None else Counter()
+    fs, path = objstore.resolve(uri)
+    uri = objstore.public_uri(uri)  # opened above; from here on it is provenance
     name = name or uri
     types = _record_types(cfg.kinds)
-    fs, path = objstore.resolve(uri)
     with fs.open_input_file(path) as f:
         gz = f.read(3) == _GZIP_MAGIC
         start: int | None = 0
