@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from raylm.config import from_dict
+from raylm.data.ingest.objstore import is_remote
 from raylm.model.gpt import GPT, GPTConfig
 
 TIED = "lm_head.weight"
@@ -108,10 +109,6 @@ def uri_of(ray_checkpoint) -> str:
     fs, path = ray_checkpoint.filesystem, ray_checkpoint.path
     scheme = _SCHEMES.get(getattr(fs, "type_name", "local"))
     return f"{scheme}://{path}" if scheme and "://" not in path else path
-
-
-def is_remote(ck: str) -> bool:
-    return "://" in ck and not ck.startswith("file://")
 
 
 def fetch(ck: str, cache_dir: str | Path) -> str:

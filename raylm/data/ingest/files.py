@@ -59,8 +59,6 @@ def expand_paths(paths: list[str]) -> list[str]:
 def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
     if fmt != "auto":
         return fmt
-    if "://" in path:  # a URI's options are not its suffix (s3://b/x.jsonl?region=...)
-        path = path.split("?", 1)[0]
     name = path.lower().removesuffix(".gz").removesuffix(".zst")
     for ext, f in ((".txt", "txt"), (".text", "txt"), (".md", "txt"), (".jsonl", "jsonl"),
                    (".json", "jsonl"), (".ndjson", "jsonl"), (".parquet", "parquet")):
@@ -85,8 +83,8 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
     options or credentials (objstore.public_uri).
     Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
     """
+    uri = objstore.public_uri(uri)  # no query options: they are not the suffix either
     fmt = _format_of(uri, cfg.format)
-    uri = objstore.public_uri(uri)
     counts = {"files": 1, "records": 0, "decode_errors": 0}
     base = dict(source="file", uri=uri, license=cfg.license, fetched_at=mtime)
     rows: list[dict] = []

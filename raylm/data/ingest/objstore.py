@@ -54,10 +54,15 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
 
 
+def is_remote(path: str) -> bool:
+    """Whether a config path names an object-store (or other non-local) URI; file:// is local."""
+    return "://" in path and not path.startswith("file://")
+
+
 def public_uri(uri: str) -> str:
     """A file URI as provenance and log lines show it: without query options and without
     credentials (`s3://KEY:SECRET@bucket/x?endpoint_override=h` -> `s3://bucket/x`)."""
-    if "://" not in uri or uri.startswith("file://"):
+    if not is_remote(uri):
         return uri
     scheme, rest = uri.split("://", 1)
     rest = rest.split("?", 1)[0]
@@ -75,7 +80,7 @@ def _file_uri(entry: str, root: str, base: str, f: str) -> str:
     however the entry spelled them), then `f` below `base` percent-encoded, then the entry's query
     options (`?endpoint_override=...&region=...`), so each file reaches the same store the entry
     did. Local and file:// entries give plain paths."""
-    if "://" not in entry or entry.startswith("file://"):
+    if not is_remote(entry):
         return f
     head, _, query = entry.partition("?")
     tail = len([s for s in root[len(base):].split("/") if s])  # segments of root below base
@@ -165,17 +170,18 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
                 raise FileNotFoundError(f"{what}: {p} does not exist")
         if not hits:
             raise FileNotFoundError(f"{what}: {p} matches no files")
+        base_key = _name_key(_file_uri(p, path, base, base))
         for f in sorted(hits):
             uri = _file_uri(p, path, base, f)
             key = _name_key(uri)
             if uris.setdefault(key, uri) != uri:
                 raise ValueError(f"{what}: {uris[key]} and {uri} name the same path with different store "
                                  "options: their documents would share ids (two stores: give them separate runs)")
-            found.append((_name_key(_file_uri(p, path, base, base)), key))
+            found.append((base_key, key))
     return [(uris[f], name) for f, name in file_names(found).items()]
 
 
 def _name_key(uri: str) -> str:
     """What a file's location-free name is made of: its public URI, percent-decoded (a local copy
     and an object-store copy of a tree get the same names)."""
-    return unquote(public_uri(uri)) if "://" in uri and not uri.startswith("file://") else uri
+    return unquote(public_uri(uri)) if is_remote(uri) else uri
