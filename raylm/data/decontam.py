@@ -111,7 +111,7 @@ def read_items(path: str, text_field: str) -> list[str]:
     """The item texts of one benchmark file (a local path or an object-store URI)."""
     from pyarrow.fs import FileType
 
-    from raylm.data.ingest.objstore import resolve
+    from raylm.storage import resolve
 
     fs, where = resolve(path)
     if fs.get_file_info(where).type != FileType.File:

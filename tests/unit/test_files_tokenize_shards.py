@@ -14,7 +14,7 @@ from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, t
 
 def test_txt_paragraphs_have_stable_ids_and_provenance():
     cfg = FilesConfig(license="CC0")
-    t1, counts = parse_file("/x/a.txt", b"one para\n\nsecond\n\n \n\nthird", cfg, "2026-01-01T00:00:00+00:00")
+    t1, _counts = parse_file("/x/a.txt", b"one para\n\nsecond\n\n \n\nthird", cfg, "2026-01-01T00:00:00+00:00")
     t2, _ = parse_file("/x/a.txt", b"one para\n\nsecond\n\n \n\nthird", cfg)
     kept = t1.filter(pa.compute.is_null(t1["drop"]))
     assert kept["text"].to_pylist() == ["one para", "second", "third"]
@@ -87,7 +87,8 @@ def test_object_store_uris_keep_what_the_entry_spelled():
     """Each file's URI is the entry's own text above the listed base (credentials, host, bucket),
     the file below it percent-encoded, and the entry's query options; provenance drops options
     and credentials."""
-    from raylm.data.ingest.objstore import _file_uri, glob_regex, public_uri
+    from raylm.data.ingest.objstore import _file_uri, glob_regex
+    from raylm.storage import public_uri
 
     opts = "?region=us-east-1&endpoint_override=127.0.0.1:9000&scheme=http"
     assert _file_uri(f"s3://b/in/*.jsonl{opts}", "b/in/*.jsonl", "b/in", "b/in/a b%.jsonl") == \

@@ -34,7 +34,7 @@ srv.stop()
 @pytest.fixture(scope="module")
 def gcs():
     """A GCS file system on the emulator (for uploads); STORAGE_EMULATOR_HOST set for raylm."""
-    from raylm.data.ingest.objstore import gcs_emulator
+    from raylm.storage import gcs_emulator
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,7 +65,7 @@ def test_emulator_host_forms_and_paths(monkeypatch):
     # Pure parsing, no server: both forms Google's clients accept; query and trailing "/" dropped.
     import pyarrow.fs as pafs
 
-    from raylm.data.ingest.objstore import from_uri
+    from raylm.storage import from_uri
 
     for host in ("127.0.0.1:9023", "http://127.0.0.1:9023"):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", host)

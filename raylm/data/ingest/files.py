@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from raylm import storage
 from raylm.data.ingest import objstore
 from raylm.data.schema import conform, doc_id, make_docs
 
@@ -71,7 +72,7 @@ def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
 
 def _mtime(fs: pafs.FileSystem, path: str) -> str | None:
     m = fs.get_file_info(path).mtime
-    return m.astimezone(dt.timezone.utc).isoformat(timespec="seconds") if m else None
+    return m.astimezone(dt.UTC).isoformat(timespec="seconds") if m else None
 
 
 def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None,
@@ -80,13 +81,13 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
 
     Each document's id is stable: hash of the file's location-free `name` (from `expand`;
     default: `uri`) and the record's position in it. `uri` is kept as provenance, without query
-    options or credentials (objstore.public_uri).
+    options or credentials (storage.public_uri).
     Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
     """
-    uri = objstore.public_uri(uri)  # no query options: they are not the suffix either
+    uri = storage.public_uri(uri)  # no query options: they are not the suffix either
     fmt = _format_of(uri, cfg.format)
     counts = {"files": 1, "records": 0, "decode_errors": 0}
-    base = dict(source="file", uri=uri, license=cfg.license, fetched_at=mtime)
+    base = {"source": "file", "uri": uri, "license": cfg.license, "fetched_at": mtime}
     rows: list[dict] = []
 
     def add(key, text, url=None, lic=None, ctype="text/plain", drop=None):
@@ -138,7 +139,7 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
 
 def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Table, dict]:
     """Read and parse one file; a corrupt file is a counted skip, not a crash."""
-    fs, path = objstore.resolve(uri)
+    fs, path = storage.resolve(uri)
     try:
         with fs.open_input_stream(path, compression="detect") as f:
             data = f.read()
@@ -146,9 +147,9 @@ def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Ta
     except (OSError, ValueError, pa.ArrowException) as e:
         if isinstance(e, ValueError) and "no column" in str(e):
             raise
-        shown = objstore.public_uri(uri)
+        shown = storage.public_uri(uri)
         log.warning("skipping unreadable file %s: %s", shown, e)
-        row = dict(id=doc_id(name or shown, "file"), text="", source="file", uri=shown, drop="ingest:bad_file")
+        row = {"id": doc_id(name or shown, "file"), "text": "", "source": "file", "uri": shown, "drop": "ingest:bad_file"}
         return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from raylm import storage
 from raylm.data import schema
 from raylm.data.ingest import objstore
 from raylm.data.ingest.charset import decode, looks_binary, parse_content_type
@@ -101,7 +102,7 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str
 
     Ids hash the file's location-free `name` (from `expand`; default: `uri`) with the record's
     WARC-Record-ID (or offset); `uri` is kept as provenance, without query options or
-    credentials (objstore.public_uri).
+    credentials (storage.public_uri).
 
     `stats` (optional) counts outcomes: ok, content_type, too_large, http_error, truncated,
     bad_http, binary, corrupt, decode_replaced. Opening errors (missing file) raise.
@@ -109,8 +110,8 @@ def read_warc(uri: str, cfg: WarcConfig, stats: Counter | None = None, name: str
     from fastwarc.warc import ArchiveIterator
 
     stats = stats if stats is not None else Counter()
-    fs, path = objstore.resolve(uri)
-    uri = objstore.public_uri(uri)  # opened above; from here on it is provenance
+    fs, path = storage.resolve(uri)
+    uri = storage.public_uri(uri)  # opened above; from here on it is provenance
     name = name or uri
     types = _record_types(cfg.kinds)
     with fs.open_input_file(path) as f:
