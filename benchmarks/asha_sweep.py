@@ -16,7 +16,7 @@ Figures (benchmarks/results/asha_sweep.json):
   asha_best_gap       = |best ASHA val_loss - best full val_loss| / best full val_loss (target <= 0.02)
   best_config_reproduction_gap = |val_loss of `raylm train best.yaml` - best trial's| / best trial's
 
-Usage: PYTHONPATH=. .venv/bin/python benchmarks/asha_sweep.py [--config configs/tune_quickstart.yaml]
+Usage: .venv/bin/python -m benchmarks.asha_sweep [--config configs/tune_quickstart.yaml]
          [--out /tmp/asha_bench] [--set train.max_steps=300 ...]
 Time: 2 x 8 trials; about (8 x max_steps) steps per sweep at 2 trials at a time. On 2 busy CPU
 cores the quickstart version takes well over 8 minutes; --set train.max_steps=200
@@ -34,13 +34,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm import config as C  # noqa: E402
-from raylm.root import RootConfig  # noqa: E402
-from raylm.tune import sweep  # noqa: E402
-from raylm.tune.report import relative_gap, steps_used  # noqa: E402
+from benchmarks._common import write_result
+from raylm import config as C
+from raylm.root import RootConfig
+from raylm.tune import sweep
+from raylm.tune.report import relative_gap, steps_used
 
 
 def one_sweep(config: str, overrides: list[str], name: str, scheduler: str, address: str | None) -> dict:

@@ -42,7 +42,7 @@ text, ~57 MB more, was kept with them until this benchmark found it) and their t
 peak with the shuffle), and sends the BPE sample to the driver (capped by
 data.tokenizer.sample_bytes).
 
-Usage: PYTHONPATH=. .venv/bin/python benchmarks/clean_memory.py [--shared ../shared/data] [--copies 4]
+Usage: .venv/bin/python -m benchmarks.clean_memory [--shared ../shared/data] [--copies 4]
        [--variants clean,data,clean_3cpus,data_3cpus,clean_no_reservation]   (about 15 min on 2 cores)
 """
 
@@ -58,9 +58,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
+from benchmarks._common import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 WARCS = ("IAH-20080430204825-00000-blackbook.warc.gz", "cc-main-2020-34-excerpt.warc.gz",
@@ -209,7 +207,8 @@ def measure(variant: str, input_dir: Path, work: Path) -> dict:
     env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
     log = work / f"{variant}-{input_dir.name}.log"
     with open(log, "w") as f:
-        cmd = [sys.executable, __file__, "--child", variant, "--input", str(input_dir), "--out", str(out)]
+        cmd = [sys.executable, "-m", "benchmarks.clean_memory", "--child", variant,
+               "--input", str(input_dir), "--out", str(out)]
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     peak, n_samples, t0 = {"Pss": -1}, 0, time.time()
     most: dict[str, int] = {}  # each part's own maximum over the run (they peak at different times)

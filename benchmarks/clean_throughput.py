@@ -14,21 +14,18 @@ already-extracted text.
 
 Timing is CPU time of this process (time.process_time), so per-core figures hold on a busy shared machine.
 
-Usage: PYTHONPATH=. .venv/bin/python benchmarks/clean_throughput.py [--shared ../shared/data] [--reps 2]
+Usage: .venv/bin/python -m benchmarks.clean_throughput [--shared ../shared/data] [--reps 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data import content, extract, normalise, pii, quality, schema  # noqa: E402
-from raylm.data.ingest.warc import WarcConfig, read_warc  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import content, extract, normalise, pii, quality, schema
+from raylm.data.ingest.warc import WarcConfig, read_warc
 
 WARCS = ("IAH-20080430204825-00000-blackbook.warc.gz", "cc-main-2020-34-excerpt.warc.gz",
          "dolma-sample-0000.warc.gz", "dolma-sample-0001.warc.gz")
@@ -56,8 +53,12 @@ def ours(rows: list[dict], ext: extract.ExtractConfig, do_extract: bool = True) 
 def make_datatrove():
     from datatrove.data import Document
     from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
     from datatrove.pipeline.formatters import PIIFormatter
 
     extractor = Trafilatura()

@@ -13,7 +13,7 @@ ABBA order (fp32, bf16, bf16, fp32; median step of each, mean of the two per pre
 drift in the machine's speed does not favour either, and a plain matmul of the model's shape
 is timed in both precisions for reference.
 
-  .venv/bin/python benchmarks/cpu_bf16.py                 # ~5 min on 2 cores
+  .venv/bin/python -m benchmarks.cpu_bf16                 # ~5 min on 2 cores
 Writes benchmarks/results/cpu_bf16.json (figure `cpu_bf16_speedup`: the tokens/s ratio at 4L/256,
 the shape of the SST-2 transfer model; every shape's ratio alongside).
 """
@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-from raylm.model.gpt import GPT, GPTConfig  # noqa: E402
-from raylm.train.config import OptimConfig  # noqa: E402
-from raylm.train.optim import build_optimizer  # noqa: E402
+from benchmarks._common import write_result
+from raylm.model.gpt import GPT, GPTConfig
+from raylm.train.config import OptimConfig
+from raylm.train.optim import build_optimizer
 
 SHAPES = [(4, 128), (4, 256), (6, 256)]  # (n_layer, n_embd)
 HEADLINE = "4L/256"

@@ -22,7 +22,7 @@ pages/s = URLs / wall s. With --cluster (the default), the same crawl also runs 
 W = --cpus on a 2-node ray.cluster_utils.Cluster (--cpus/2 logical CPUs per node, one
 machine), reporting pages/s and the host tasks per node. About 2.5 minutes with defaults.
 
-    .venv/bin/python benchmarks/crawl_scaling.py [--hosts 8] [--pages 24] [--latency 0.08] [--reps 2] [--no-cluster]
+    .venv/bin/python -m benchmarks.crawl_scaling [--hosts 8] [--pages 24] [--latency 0.08] [--reps 2] [--no-cluster]
 """
 
 from __future__ import annotations
@@ -40,10 +40,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data.ingest.crawl import CrawlConfig, crawl  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data.ingest.crawl import CrawlConfig, crawl
 
 WORDS = ("crawl scaling measures pages per second while each host keeps its own polite pace "
          "so only the number of hosts fetched at once changes between runs").split()

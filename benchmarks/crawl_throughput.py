@@ -9,7 +9,7 @@ orchestration: breadth-first rounds of Ray Data tasks with parts on disk, vs one
 with an in-memory queue. Runs alternate; medians are kept. pages/s = URLs finished / wall s.
 Ray's worker processes are started by one tiny warm-up crawl before timing.
 
-    .venv/bin/python benchmarks/crawl_throughput.py [--delay 0.02] [--conc 2] [--hosts 1 4] [--reps 2]
+    .venv/bin/python -m benchmarks.crawl_throughput [--delay 0.02] [--conc 2] [--hosts 1 4] [--reps 2]
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data.ingest.crawl import CrawlConfig, crawl  # noqa: E402
-from raylm.data.ingest.crawl_fetch import HostFetcher, Pacer, _session  # noqa: E402
-from raylm.data.ingest.crawl_url import host_allowed, host_of  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data.ingest.crawl import CrawlConfig, crawl
+from raylm.data.ingest.crawl_fetch import HostFetcher, Pacer, _session
+from raylm.data.ingest.crawl_url import host_allowed, host_of
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 

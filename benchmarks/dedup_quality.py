@@ -11,22 +11,20 @@ in precision because components are transitive (A~B, B~C, A !~ C).
 Runs the single-process reference `dedup_local` (the Ray stage gives identical output,
 see tests/integration/test_dedup_ray.py and tests/cluster/test_dedup_cluster.py).
 
-    .venv/bin/python benchmarks/dedup_quality.py
+    .venv/bin/python -m benchmarks.dedup_quality
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data import schema  # noqa: E402
-from raylm.data.dedup.evaluate import cluster_pairs, load_pairs, load_spdx, scores  # noqa: E402
-from raylm.data.dedup.lsh import LSHConfig  # noqa: E402
-from raylm.data.dedup.stage import DedupConfig, dedup_local  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import schema
+from raylm.data.dedup.evaluate import cluster_pairs, load_pairs, load_spdx, scores
+from raylm.data.dedup.lsh import LSHConfig
+from raylm.data.dedup.stage import DedupConfig, dedup_local
 
 SHARED = Path(os.environ.get("RAYLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

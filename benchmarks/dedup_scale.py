@@ -11,7 +11,7 @@ worker processes, read from /proc after each size (workers that exited are misse
 Recall: planted pairs whose two docs end in one cluster (read back from the clusters
 parquet on the driver: evaluation only).
 
-    .venv/bin/python benchmarks/dedup_scale.py --sizes 100000 300000 1000000
+    .venv/bin/python -m benchmarks.dedup_scale --sizes 100000 300000 1000000
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data import schema  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import schema
 
 VOCAB = 20_000
 WORDS = 80

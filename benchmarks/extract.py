@@ -15,21 +15,18 @@ the baseline is the plain tag strip.
 
 Timing is CPU time of this process (time.process_time), so per-core figures hold on a busy shared machine.
 
-Usage: PYTHONPATH=. .venv/bin/python benchmarks/extract.py [--docs DIR] [--limit N]
+Usage: .venv/bin/python -m benchmarks.extract [--docs DIR] [--limit N]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data.extract import ExtractConfig, extract_html, rst_text, token_f1  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data.extract import ExtractConfig, extract_html, rst_text, token_f1
 
 
 def load_pages(root: Path, limit: int | None):

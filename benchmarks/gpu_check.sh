@@ -5,10 +5,10 @@
 # benchmarks/results). Usage: bash benchmarks/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.version.cuda)"
-timeout 330 $PY benchmarks/gpu_mfu.py --batch 16 32 64 --reference || echo "gpu_mfu.py failed: $?"
-timeout 150 $PY benchmarks/gpu_train_check.py --steps 40 --compile 2>&1 | grep -v '^\[train\]' || echo "gpu_train_check.py failed: $?"
-timeout 100 $PY benchmarks/gpu_train_check.py --steps 40 --act-ckpt 2>&1 | grep -v '^\[train\]' || echo "act-ckpt check failed: $?"
+timeout 330 $PY -m benchmarks.gpu_mfu --batch 16 32 64 --reference || echo "gpu_mfu.py failed: $?"
+timeout 150 $PY -m benchmarks.gpu_train_check --steps 40 --compile 2>&1 | grep -v '^\[train\]' || echo "gpu_train_check.py failed: $?"
+timeout 100 $PY -m benchmarks.gpu_train_check --steps 40 --act-ckpt 2>&1 | grep -v '^\[train\]' || echo "act-ckpt check failed: $?"

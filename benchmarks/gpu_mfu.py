@@ -8,26 +8,22 @@ named in the file: llm.c's reported ~60% for this size on H100; same-run referen
 step without torch.compile. Runs in about 3-5 minutes on an H100/H200; on a machine without a
 GPU it writes a result saying so and exits 0.
 
-Usage: python benchmarks/gpu_mfu.py [--steps 40] [--batch 16 32] [--no-compile]
+Usage: python -m benchmarks.gpu_mfu [--steps 40] [--batch 16 32] [--no-compile]
        RAYLM_RESULTS_DIR=DIR puts the results file elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-from raylm.model.gpt import GPT, GPTConfig  # noqa: E402
-from raylm.train.config import OptimConfig  # noqa: E402
-from raylm.train.loop import KNOWN_PEAK  # noqa: E402
-from raylm.train.optim import build_optimizer  # noqa: E402
+from benchmarks._common import write_result
+from raylm.model.gpt import GPT, GPTConfig
+from raylm.train.config import OptimConfig
+from raylm.train.loop import KNOWN_PEAK
+from raylm.train.optim import build_optimizer
 
 BASELINE = {"name": "llm.c GPT-2 124M on H100 (reported)", "value": 0.60}
 

@@ -7,7 +7,7 @@ runs on CPU too (fp32) so the script itself is tested here.
 Writes `gpu_train_check[_compile][_actckpt].json`: per-step losses of an uninterrupted run and of a run stopped at
 the checkpoint and resumed, their largest difference, tokens/s and peak memory.
 
-Usage: python benchmarks/gpu_train_check.py [--steps 40] [--compile] [--act-ckpt]
+Usage: python -m benchmarks.gpu_train_check [--steps 40] [--compile] [--act-ckpt]
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-from raylm.data import shards  # noqa: E402
-from raylm.data.tokenize import EOS, Encoder, char_tokenizer  # noqa: E402
-from raylm.model.gpt import GPTConfig  # noqa: E402
-from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
-from raylm.train.trainer import fit  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import shards
+from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+from raylm.model.gpt import GPTConfig
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+from raylm.train.trainer import fit
 
 TEXT = Path(__file__).resolve().parents[1] / "raylm" / "assets" / "tinyshakespeare-slice.txt"
 
@@ -89,9 +87,9 @@ def main() -> None:
     full = fit(model, cfg(args.steps), str(data), str(work / "full"), seed=7)
     wall = time.perf_counter() - t
     env = {**os.environ, "RAYLM_FAIL_AT": f"{half + 3}:0:{work / 'failed'}"}
-    child = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--work", str(work)]
-                           + ["--compile"] * args.compile + ["--act-ckpt"] * args.act_ckpt, env=env,
-                           stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "benchmarks.gpu_train_check", "--steps", str(args.steps), "--work", str(work)]
+    child = subprocess.run(cmd + ["--compile"] * args.compile + ["--act-ckpt"] * args.act_ckpt, env=env,
+                           cwd=TEXT.parents[2], stdout=subprocess.DEVNULL)  # the repository root
     if child.returncode != 17:
         sys.exit(f"the run meant to die at step {half + 3} exited with {child.returncode}")
     resumed = fit(model, cfg(args.steps), str(data), str(work / "resumed"), seed=7)

@@ -15,7 +15,7 @@ Documents: windows of ~3,000 characters (whitespace aligned) at seeded random of
 of ../shared/data/tinyshakespeare/input.txt. Figure `minhash_signature_throughput`:
 raylm fast docs/s, its ratio over datasketch.
 
-    .venv/bin/python benchmarks/minhash_speed.py [--docs 4000] [--baseline-docs 400]
+    .venv/bin/python -m benchmarks.minhash_speed [--docs 4000] [--baseline-docs 400]
 """
 
 from __future__ import annotations
@@ -24,16 +24,14 @@ import argparse
 import contextlib
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data.dedup import kernels  # noqa: E402
-from raylm.data.dedup.minhash import MinHashConfig, shingles, signatures  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data.dedup import kernels
+from raylm.data.dedup.minhash import MinHashConfig, shingles, signatures
 
 SHARED = Path(os.environ.get("RAYLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -9,26 +9,23 @@ the whole last 10% (non-overlapping 64-character windows), not nanoGPT's 20-batc
 No Ray, one process. Figure `nanogpt_recipe_val_loss` (mean over --seeds), per-seed values in
 the file; baseline: nanoGPT's published 1.88.
 
-    .venv/bin/python benchmarks/nanogpt_recipe.py [--seeds 1337 1 2]
+    .venv/bin/python -m benchmarks.nanogpt_recipe [--seeds 1337 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-from raylm.model.gpt import GPT, GPTConfig  # noqa: E402
-from raylm.train.config import OptimConfig, ScheduleConfig  # noqa: E402
-from raylm.train.optim import build_optimizer, lr_at  # noqa: E402
+from benchmarks._common import write_result
+from raylm.model.gpt import GPT, GPTConfig
+from raylm.train.config import OptimConfig, ScheduleConfig
+from raylm.train.optim import build_optimizer, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 T, B, ITERS = 64, 12, 2000

@@ -11,7 +11,7 @@ process on the same documents:
 
 Timing is CPU time of this process (time.process_time), so per-core figures hold on a busy shared machine.
 
-Usage: PYTHONPATH=. .venv/bin/python benchmarks/pii.py [--shared ../shared/data] [--reps 3]
+Usage: .venv/bin/python -m benchmarks.pii [--shared ../shared/data] [--reps 3]
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data import pii  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import pii
 
 MAP = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "IP_ADDRESS": "ip",
        "CREDIT_CARD": "credit_card", "US_SSN": "ssn", "IBAN_CODE": "iban"}

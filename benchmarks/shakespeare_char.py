@@ -5,7 +5,7 @@ Figures (benchmarks/results/shakespeare_char.json):
 - shakespeare_char_val_loss: final validation loss on nanoGPT's split (first 90% / last 10%
   of the characters), nanoGPT's CPU config (4 layers, 4 heads, 128 wide, context 64, batch 12,
   2000 iterations, lr 1e-3 -> 1e-4, dropout 0), with the init and decay shape chosen by
-  shakespeare_recipe.py (see INIT, SCHEDULE below). Baseline: nanoGPT's published 1.88.
+  explore/shakespeare_recipe.py (see INIT, SCHEDULE below). Baseline: nanoGPT's published 1.88.
 - ray_train_overhead: tokens/s of that loop under Ray Train (1 worker, 2 CPUs) over the same
   loop as a plain PyTorch process (2 threads), steady state: the median of the logging windows
   after --skip-steps (Ray Train starts helper actors -- placement-group cleaner, dataset manager,
@@ -23,7 +23,7 @@ Figures (benchmarks/results/shakespeare_char.json):
 - seed spread: the 2000-iteration run repeated as plain processes with --seeds more seeds, so
   the final loss is read against its own run-to-run noise (nanoGPT's 1.88 is one run).
 
-Usage: python benchmarks/shakespeare_char.py [--data PATH] [--iters 2000] [--speed-iters 400]
+Usage: python -m benchmarks.shakespeare_char [--data PATH] [--iters 2000] [--speed-iters 400]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,20 +38,18 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-from raylm.data import shards  # noqa: E402
-from raylm.data.tokenize import EOS, Encoder, char_tokenizer  # noqa: E402
-from raylm.model.gpt import GPTConfig  # noqa: E402
-from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
-from raylm.train.trainer import fit  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data import shards
+from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+from raylm.model.gpt import GPTConfig
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+from raylm.train.trainer import fit
 
 NANOGPT_VAL = 1.88  # nanoGPT README, shakespeare_char on CPU with this config (log: 1.8857)
 REPO = Path(__file__).resolve().parents[1]
 # The recipe inside the issue's fixed configuration. nanoGPT's own choices (GPT-2 normal init with
 # std 0.02, cosine decay) score 1.90-1.91 on the whole val split here (nanogpt_recipe.json);
-# shakespeare_recipe.py varied what the configuration leaves open, and Xavier-uniform init (the
+# explore/shakespeare_recipe.py varied what the configuration leaves open, and Xavier-uniform init (the
 # tied 65 x 128 embedding and the 128-wide matrices start ~4-9x larger than std 0.02) with a
 # warmup-stable-decay schedule (1e-3 flat, then linear to 1e-4 over the last 40%) was best:
 # benchmarks/results/shakespeare_recipe_sweep*.json.

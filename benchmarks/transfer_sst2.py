@@ -2,19 +2,19 @@
 
 One run, same machine, same fine-tuning recipe and budget for both transformer arms (each arm
 fine-tuned at every --finetune-lrs value and keeping the one with the best SST-2 validation accuracy, see --selection):
-  1. bag-of-words logistic regression (uni+bigrams, C tuned on dev), benchmarks/transfer_bow.py;
+  1. bag-of-words logistic regression (uni+bigrams, C tuned on dev), benchmarks/tools/transfer_bow.py;
   2. pretraining (unless --pretrain-checkpoint is given): byte-level BPE and a GPT trained with
      raylm's loop on unlabelled text: SST-2 train sentences (labels dropped; never the held-out
      selection sentences below), the AG News
      training texts, any --extra-text files, and with --gathered DIR the documents a `raylm data`
-     run cleaned (configs/gather_imdb.yaml: IMDb reviews, see imdb_text.py, with SST-2's test
+     run cleaned (configs/gather_imdb.yaml: IMDb reviews, see tools/imdb_text.py, with SST-2's test
      sentences removed by raylm's decontam stage; configs/gather_pydocs.yaml crawls the Python
      docs served on 127.0.0.1); or pretrain on given shards alone with --pretrain-shards;
   3. classification fine-tuning (raylm.train.finetune.run_classify) from the pretrained
      checkpoint and from random initialisation of the same architecture.
 SST-2, --selection sentences (the default): train.tsv and dev.tsv are phrases of the same parse
 trees, so dev accuracy says little about test.tsv's whole sentences (bag-of-words: 0.93 on dev,
-0.81 on test). benchmarks/sst2_sentences.py holds out 1,000 whole sentences of train + dev and
+0.81 on test). benchmarks/tools/sst2_sentences.py holds out 1,000 whole sentences of train + dev and
 every phrase found only inside them; the transformers train on the rest and choose their
 learning rate and best step on those sentences. The bag-of-words baseline is reported both ways:
 the issue's (train.tsv, C tuned on dev.tsv) and on the same sentence split.
@@ -22,11 +22,11 @@ the issue's (train.tsv, C tuned on dev.tsv) and on the same sentence split.
 is reported and never chooses anything.
 AG News has no train split here: dev.tsv rows [0, 9000) train, [9000, ...) validate, test.tsv reported.
 
-  .venv/bin/python benchmarks/transfer_sst2.py                 # the full run (~45 min on 2 idle cores)
-  .venv/bin/python benchmarks/transfer_sst2.py --quick         # a few minutes: checks the plumbing only
+  .venv/bin/python -m benchmarks.transfer_sst2                 # the full run (~45 min on 2 idle cores)
+  .venv/bin/python -m benchmarks.transfer_sst2 --quick         # a few minutes: checks the plumbing only
 The committed issue-7 figures (transfer_sst2_seeds3_gathered_imdb_w256_bf16.json, ~75 min):
-  .venv/bin/python benchmarks/imdb_text.py --out runs/imdb_text && .venv/bin/raylm data configs/gather_imdb.yaml
-  .venv/bin/python benchmarks/transfer_sst2.py --gathered runs/gather_imdb/data/shards --seeds 3 \
+  .venv/bin/python -m benchmarks.tools.imdb_text --out runs/imdb_text && .venv/bin/raylm data configs/gather_imdb.yaml
+  .venv/bin/python -m benchmarks.transfer_sst2 --gathered runs/gather_imdb/data/shards --seeds 3 \
       --n-embd 256 --pretrain-steps 8000 --precision bf16 --tag imdb_w256_bf16 --out runs/bench_transfer_imdb_w256bf16
 Writes benchmarks/results/transfer_sst2.json (figures named as in issue 7).
 """
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,17 +43,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sst2_sentences  # noqa: E402
-import transfer_bow  # noqa: E402
-from _common import write_result  # noqa: E402
-
-from raylm.data.shards import open_split, read_manifest  # noqa: E402
-from raylm.eval.classify import confusion_matrix, metrics_from_confusion  # noqa: E402
-from raylm.model.gpt import GPTConfig  # noqa: E402
-from raylm.train.classify_data import read_rows  # noqa: E402
-from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig  # noqa: E402
-from raylm.train.finetune import FinetuneConfig, run_classify  # noqa: E402
+from benchmarks._common import write_result
+from benchmarks.tools import sst2_sentences, transfer_bow
+from raylm.data.shards import open_split, read_manifest
+from raylm.eval.classify import confusion_matrix, metrics_from_confusion
+from raylm.model.gpt import GPTConfig
+from raylm.train.classify_data import read_rows
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+from raylm.train.finetune import FinetuneConfig, run_classify
 
 REPO = Path(__file__).resolve().parents[1]
 AG_TRAIN_ROWS = 9000
@@ -314,7 +310,6 @@ def main() -> None:
     if a.gathered:
         notes["gathered"] = gathered_record(a.gathered)
     from raylm.train.checkpoint import read_model_config
-
     from raylm.train.classify_data import tokenizer_path
 
     arch = read_model_config(ckpt_dir)

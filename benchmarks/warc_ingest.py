@@ -7,7 +7,7 @@ Both read every record of the shared WARC/WET files from local disk in one proce
   - context: FastWARC's bare iteration (the library raylm's reader is built on).
 MB/s counts compressed input bytes. Passes are interleaved `--reps` times; medians are kept.
 
-    .venv/bin/python benchmarks/warc_ingest.py [--data ../shared/data/warc] [--reps 5]
+    .venv/bin/python -m benchmarks.warc_ingest [--data ../shared/data/warc] [--reps 5]
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import write_result  # noqa: E402
-from raylm.data.ingest.warc import WarcConfig, expand_paths, read_warc  # noqa: E402
+from benchmarks._common import write_result
+from raylm.data.ingest.warc import WarcConfig, expand_paths, read_warc
 
 
 def warcio_pass(files: list[str]) -> int:

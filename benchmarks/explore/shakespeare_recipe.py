@@ -8,8 +8,9 @@ decay, Adam beta1, the decay shape and biases. Each variant trains as a plain pr
 raylm's `fit`, the same one Ray Train runs) and is scored on the whole validation split, like
 shakespeare_char.py, for each seed given.
 
-Results: benchmarks/results/shakespeare_recipe.json (one entry per variant, best first).
-Usage: python benchmarks/shakespeare_recipe.py [--seeds 1337 1] [--variants base kaiming ...]
+Results: benchmarks/results/<--name>.json, one entry per variant, best first (the committed searches:
+shakespeare_recipe_sweep1.json and shakespeare_recipe_sweep2.json).
+Usage: python -m benchmarks.explore.shakespeare_recipe [--seeds 1337 1] [--variants base kaiming ...]
 """
 
 from __future__ import annotations
@@ -17,23 +18,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-from shakespeare_char import prepare, train_cfg  # noqa: E402
+from benchmarks._common import write_result
+from benchmarks.shakespeare_char import prepare, train_cfg
+from raylm.eval.lm import EvalConfig, evaluate_split
+from raylm.model.gpt import GPTConfig
+from raylm.train.checkpoint import load_model
+from raylm.train.trainer import fit
 
-from raylm.eval.lm import EvalConfig, evaluate_split  # noqa: E402
-from raylm.model.gpt import GPTConfig  # noqa: E402
-from raylm.train.checkpoint import load_model  # noqa: E402
-from raylm.train.trainer import fit  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # name -> (model overrides, optimizer overrides, schedule overrides); "base" is nanoGPT's recipe.
 VARIANTS: dict[str, tuple[dict, dict, dict]] = {

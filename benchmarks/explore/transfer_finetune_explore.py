@@ -2,7 +2,7 @@
 classification recipe run from one pretraining checkpoint and from random init, chosen on the
 held-out validation sentences only (test.tsv is printed, never used to choose).
 
-  .venv/bin/python benchmarks/transfer_finetune_explore.py \
+  .venv/bin/python -m benchmarks.explore.transfer_finetune_explore \
       --checkpoint runs/bench_transfer_sent/pretrain/checkpoints/step-10000 \
       --split-dir runs/bench_transfer_sent --variant aux0.5 --seeds 1 2
 The recipe is transfer_sst2.py's own finetune() (--selection sentences), with the variant's changes.
@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import transfer_sst2  # noqa: E402
+from benchmarks import transfer_sst2
+from raylm.train.checkpoint import read_model_config
+from raylm.train.classify_data import tokenizer_path
 
-from raylm.train.checkpoint import read_model_config  # noqa: E402
-from raylm.train.classify_data import tokenizer_path  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VARIANTS = {  # name -> (FinetuneConfig changes, transfer_sst2 option changes)
     "base": ({}, {}),
     "aux0.5": ({"lm_loss_weight": 0.5}, {}),

@@ -2,15 +2,16 @@
 # Recipe exploration for benchmarks/transfer_sst2.py on a borrowed GPU (PyTorch only, no Ray):
 # three variants at once on one GPU, SST-2 only, results under $OUT/<variant>/. The issue's
 # budget is CPU time, so these runs choose a recipe; the committed figures come from a CPU run.
-#   run with: carry .gpu_data (a copy of ../shared/data/{sst2,agnews}), PYTHONPATH=.
+#   run from the repository root with: carry .gpu_data (a copy of ../shared/data/{sst2,agnews});
+#   bash benchmarks/explore/gpu_transfer_explore.sh
 set -u
 OUT=${OUT:-/tmp/out}
-export PYTHONPATH=. PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name --format=csv,noheader
 common="--gpu --skip-bow --skip-agnews --data .gpu_data --threads 4"
 run() {  # name, extra args
   mkdir -p "$OUT/$1"
-  RAYLM_RESULTS_DIR="$OUT/$1" timeout 500 python3 benchmarks/transfer_sst2.py $common --out "/tmp/$1" "${@:2}" \
+  RAYLM_RESULTS_DIR="$OUT/$1" timeout 500 python3 -m benchmarks.transfer_sst2 $common --out "/tmp/$1" "${@:2}" \
     > "$OUT/$1/log.txt" 2>&1
   echo "$1 rc=$?"
 }

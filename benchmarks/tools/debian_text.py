@@ -8,9 +8,9 @@ Downloads (apt-get download, no root needed for the download itself) and unpacks
 Each record carries `url` (package file and position) and `license`, so provenance reaches the
 shards. Then:
 
-  .venv/bin/python benchmarks/debian_text.py --out runs/debian_text
+  .venv/bin/python -m benchmarks.tools.debian_text --out runs/debian_text
   raylm data configs/gather_debtext.yaml
-  .venv/bin/python benchmarks/transfer_sst2.py --gathered runs/gather_debtext/data/shards --tag debtext
+  .venv/bin/python -m benchmarks.transfer_sst2 --gathered runs/gather_debtext/data/shards --tag debtext
 
 Measured once (benchmarks/results/transfer_sst2_gathered_debtext.json): it does not help SST-2
 transfer (1.0M more tokens; pretrained 0.790 against random init 0.791 on test.tsv).

@@ -13,9 +13,9 @@ file and row) and `license`, so provenance reaches the shards; "<br />" line bre
 newlines. Then raylm cleans it, and its `decontam` stage drops any review that shares a 13-word
 sequence (or a whole short sentence) with SST-2's test.tsv:
 
-  .venv/bin/python benchmarks/imdb_text.py --out runs/imdb_text
+  .venv/bin/python -m benchmarks.tools.imdb_text --out runs/imdb_text
   raylm data configs/gather_imdb.yaml
-  .venv/bin/python benchmarks/transfer_sst2.py --gathered runs/gather_imdb/data/shards --tag imdb
+  .venv/bin/python -m benchmarks.transfer_sst2 --gathered runs/gather_imdb/data/shards --tag imdb
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def rows(wheel: Path):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/imdb_text")
-    p.add_argument("--sst2-test", default=str(Path(__file__).resolve().parents[2] / "shared/data/sst2/test.tsv"),
+    p.add_argument("--sst2-test", default=str(Path(__file__).resolve().parents[3] / "shared/data/sst2/test.tsv"),
                    help="only to report how many of the left-out Rotten Tomatoes snippets hold its sentences")
     a = p.parse_args()
     out = Path(a.out)
