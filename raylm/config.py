@@ -23,6 +23,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from raylm import atomic
+
 
 class ConfigError(ValueError):
     """A config problem; the message names the key path and what was expected."""
@@ -204,10 +206,7 @@ def dump(obj: Any) -> str:
 
 
 def save(obj: Any, path: str | os.PathLike) -> Path:
-    """Write the resolved config atomically (temp name, then rename)."""
+    """Write the resolved config atomically (raylm.atomic: temp name, then rename)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(dump(obj), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return atomic.write_text(p, dump(obj))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raylm import atomic
 from raylm.config import dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
@@ -169,10 +170,10 @@ def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
             log.info("data already complete in %s (same config); skipping", shard_dir)
             return m
     shard_dir.mkdir(parents=True, exist_ok=True)
-    # A run killed mid-write leaves its writer's temp file (.<name>.tmp-<pid>); the rename never
-    # happened, so it is garbage. One `raylm data` per output folder: no writer is live now.
-    for tmp in [*out.glob(".*.tmp*"), *shard_dir.glob(".*.tmp*")]:
-        tmp.unlink()
+    # A run killed mid-write leaves its writers' temps (raylm.atomic); the rename never happened,
+    # so they are garbage. One `raylm data` per output folder: no writer is live now.
+    for d in (out, shard_dir):
+        atomic.sweep(d)
     t0 = time.time()
 
     # 1. ingest + stages. Checked before any work: inputs exist.
@@ -207,9 +208,7 @@ def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
                                       batch_format="pyarrow")
         tok = train_bpe(_sample_texts(train_docs, cfg.tokenizer.sample_bytes), cfg.tokenizer)
     tok_json = tok.to_str()
-    tmp = tok_path.with_name(".tokenizer.json.tmp")
-    tmp.write_text(tok_json)
-    tmp.replace(tok_path)
+    atomic.write_text(tok_path, tok_json)
     vocab_size = tok.get_vocab_size()
     dtype = token_dtype(vocab_size).name
     log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, vocab_size)
@@ -231,9 +230,7 @@ def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
             .map_groups(_write_shard, fn_args=(str(shard_dir), dtype, pause_s), batch_format="pyarrow").take_all())
     # stats.json before the manifest: the manifest is written last, its presence means "complete".
     report["seconds"] = round(time.time() - t0, 2)
-    tmp = out / ".stats.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out / "stats.json")
+    atomic.write_text(out / "stats.json", json.dumps(report, indent=2))
     manifest = shards.write_manifest(
         shard_dir, [dict(m) for m in meta], dtype=dtype, vocab_size=vocab_size, eos_id=tok.token_to_id(EOS),
         tokenizer="tokenizer.json",

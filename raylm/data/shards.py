@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from raylm import atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -51,12 +52,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     """Write one shard from all its documents (any order); return one metadata row.
 
@@ -73,15 +68,15 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     group = group.sort_by("id")
     flat = group["tokens"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     arr = np.ascontiguousarray(flat.astype(np.dtype(dtype).newbyteorder("<"), copy=False))
-    _atomic_write_bytes(bin_path, lambda p: arr.tofile(p))
+    atomic.write_with(bin_path, arr.tofile)
     n_tok = group["n_tokens"].to_numpy()
     offsets = np.concatenate([[0], np.cumsum(n_tok)[:-1]]).astype(np.int64)
     index = group.drop_columns([c for c in ("tokens", "shard", "text", "drop", "split") if c in group.column_names])
     index = index.append_column("offset", pa.array(offsets))
-    _atomic_write_bytes(idx_path, lambda p: pq.write_table(index, p))
+    atomic.write_with(idx_path, lambda p: pq.write_table(index, p))
     meta = {"name": name, "file": bin_path.name, "index": idx_path.name, "sha256": sha256_file(bin_path),
             "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum())}
-    _atomic_write_bytes(done, lambda p: p.write_text(json.dumps(meta)))
+    atomic.write_text(done, json.dumps(meta))
     return pa.table({k: [v] for k, v in meta.items()})
 
 
@@ -100,7 +95,7 @@ def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab
     manifest = {"format_version": FORMAT_VERSION, "dtype": dtype, "vocab_size": vocab_size, "eos_id": eos_id,
                 "tokenizer": tokenizer, "splits": splits, **(extra or {})}
     path = out / MANIFEST
-    _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
 
 

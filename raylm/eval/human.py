@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raylm import atomic
+
 CRITERIA = ("fluency", "coherence", "relevance")
 COLUMNS = ("item_id", "model", "prompt", "output", *CRITERIA, "rater", "comment")
 SCALE = (1, 2, 3, 4, 5)
@@ -61,24 +63,25 @@ def export_sheet(samples: dict[str, list[dict]], out: str | Path, raters: list[s
     out.mkdir(parents=True, exist_ok=True)
     key = {"blind": blind, "codes": {c: m for m, c in codes.items()},
            "items": {r["item_id"]: {"model": r["model"]} for r in rows}}
-    (out / "key.json").write_text(json.dumps(key, indent=2))
+    atomic.write_text(out / "key.json", json.dumps(key, indent=2))
     files = []
     for rater in (raters or [""]):
         stem = f"sheet-{rater}" if rater else "sheet"
         filled = [{**r, **{c: "" for c in CRITERIA}, "rater": rater, "comment": ""} for r in rows]
         _write_csv(out / f"{stem}.csv", filled)
-        (out / f"{stem}.html").write_text(_html(filled, rater, f"{stem}-filled.csv"), encoding="utf-8")
+        atomic.write_text(out / f"{stem}.html", _html(filled, rater, f"{stem}-filled.csv"))
         files += [str(out / f"{stem}.csv"), str(out / f"{stem}.html")]
     return {"files": files, "key": str(out / "key.json"), "rows": len(rows)}
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic.write_with(path, write)
 
 
 def _html(rows: list[dict], rater: str, filename: str) -> str:

@@ -7,9 +7,11 @@ evaluated step is below max_t (and that did not fail) was stopped early by the s
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 from pathlib import Path
+
+from raylm import atomic
 
 
 def last_step(rec: dict) -> int:
@@ -70,8 +72,7 @@ def _plots(records: list[dict], out_dir: Path, metric: str, max_t: int) -> list[
     if len(records) <= 12:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "curves.png.tmp", format="png", dpi=100)
-    os.replace(out_dir / "curves.png.tmp", out_dir / "curves.png")
+    atomic.write_with(out_dir / "curves.png", functools.partial(fig.savefig, format="png", dpi=100))
     plt.close(fig)
     names.append("curves.png")
     keys = sorted({k for r in records for k in r["params"]})
@@ -94,8 +95,7 @@ def _plots(records: list[dict], out_dir: Path, metric: str, max_t: int) -> list[
         ax.legend(fontsize=7)
         fig.tight_layout()
         name = f"param_{key.replace('.', '_')}.png"
-        fig.savefig(out_dir / (name + ".tmp"), format="png", dpi=100)
-        os.replace(out_dir / (name + ".tmp"), out_dir / name)
+        atomic.write_with(out_dir / name, functools.partial(fig.savefig, format="png", dpi=100))
         plt.close(fig)
         names.append(name)
     return names
@@ -149,11 +149,7 @@ def write_report(records: list[dict], out_dir: str | Path, metric: str, mode: st
     else:
         lines += ["(matplotlib is not installed: no plots)", ""]
     lines += [f"TensorBoard for every trial: `tensorboard --logdir {out_dir / 'tb'}`", ""]
-    path = out_dir / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(out_dir / "report.md", "\n".join(lines))
 
 
 def relative_gap(a: float, b: float) -> float:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from raylm import atomic
 from raylm.data import shards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,8 +108,10 @@ def test_sigkilled_data_run_resumes_to_identical_shards(tmp_path, spawn):
     m_ref = shards.read_manifest(ref_dir)
     all_shards = [s["name"] for split in m_ref["splits"].values() for s in split["shards"]]
     assert 1 <= len(done_at_kill) < len(all_shards)
-    # A writer killed between write and rename leaves its temp file: plant one to stand for it.
-    (d / f".{all_shards[-1]}.bin.tmp-999999").write_bytes(b"partial")
+    # A writer killed between write and rename leaves its temp file: plant one to stand for it,
+    # and a stale config temp beside the data (the old sweep missed `config.yaml`'s).
+    atomic.temp_path(d / f"{all_shards[-1]}.bin").write_bytes(b"partial")
+    atomic.temp_path(out / "data" / "config.yaml").write_text("half")
 
     t0 = time.monotonic()
     _finish(spawn(out), out)

@@ -26,16 +26,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylm import atomic
 from raylm.data import schema
 from raylm.data.dedup import exact
 from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
@@ -200,14 +199,9 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict, 
     if not os.path.exists(marker):
         t0 = time.time()
         ds = (_empty(out_schema) if after is not None and summary[after]["rows"] == 0 else build()).materialize()
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        os.makedirs(tmp)
-        ds.write_parquet(tmp)
-        with open(os.path.join(tmp, DONE), "w") as f:
-            json.dump({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}, f)
-        if os.path.exists(path):  # a crashed earlier attempt without a marker
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic.directory(path) as tmp:  # replaces a crashed earlier attempt without a marker
+            ds.write_parquet(str(tmp))
+            (tmp / DONE).write_text(json.dumps({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}))
     with open(marker) as f:
         summary[name] = json.load(f)
     if summary[name]["rows"] == 0:
@@ -234,10 +228,7 @@ def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
             raise ValueError(f"{workdir} holds dedup outputs of another config; use a new workdir "
                              f"or delete it. Differences: {sorted(k for k in want if have.get(k) != want[k])}")
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(want, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(want, indent=1, sort_keys=True))
 
 
 def run(ds, cfg: DedupConfig, workdir: str | None = None):
@@ -252,6 +243,7 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
 
     workdir = workdir or cfg.workdir or tempfile.mkdtemp(prefix="raylm-dedup-")
     _check_workdir(workdir, cfg)
+    atomic.sweep(workdir)  # step temps of a killed run (one run per workdir: none is live)
     if cfg.previous:
         incremental.check_previous(cfg.previous, dataclasses.asdict(cfg.minhash), cfg.survivor)
     p, rule = cfg.num_partitions, cfg.survivor
@@ -284,12 +276,12 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
                           lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info), summary)
         summary["candidates"].update(lsh_info)
         if cfg.verify and cfg.previous:
-            build_edges = lambda: incremental.verify_run(  # noqa: E731
+            build_edges = lambda: incremental.verify_run(
                 cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
         elif cfg.verify:
-            build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)  # noqa: E731
+            build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)
         else:
-            build_edges = lambda: cands.map_batches(  # noqa: E731
+            build_edges = lambda: cands.map_batches(
                 unverified, batch_format="pyarrow", num_cpus=0.5)
         edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary, after="candidates")
         comp_schema = components.EDGE_SCHEMA
@@ -321,10 +313,7 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
 
         reason_sets.append(_step(workdir, "near_dups", exact.REASONS_SCHEMA, build_near, summary, after="components"))
 
-    tmp = os.path.join(workdir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(workdir, "summary.json"))
+    atomic.write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
     if not reason_sets:
         return ds
     reasons = reason_sets[0] if len(reason_sets) == 1 else reason_sets[0].union(reason_sets[1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import uuid
 from collections import Counter
@@ -36,6 +35,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raylm import atomic
 from raylm.data import schema
 from raylm.data.ingest.crawl_url import host_allowed, host_of, normalize
 
@@ -135,16 +135,8 @@ def next_frontier(results: pa.Table, seen: set[str], allowed: list[str], max_dep
 
 # --- files ---------------------------------------------------------------------------------
 
-def _write_atomic(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    atomic.write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _round_dir(work: Path, r: int) -> Path:
@@ -178,7 +170,7 @@ class PartWriter:
     def flush(self) -> None:
         if self.buf:
             table = pa.Table.from_pylist(self.buf, schema=PART_SCHEMA)
-            _write_atomic(self.parts / f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet", table)
+            _write_parquet(self.parts / f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet", table)
             self.buf = []
 
 
@@ -246,8 +238,8 @@ def _summarise(work: Path, last: int) -> dict:
                 lines.append(json.dumps({"url": url, "reason": outcome, "status": status, "error": error,
                                          "round": r}))
     stats = {"rounds": last + 1, "urls": sum(counts.values()), "outcomes": dict(sorted(counts.items()))}
-    _write_text_atomic(work / "failures.jsonl", "".join(line + "\n" for line in lines))
-    _write_text_atomic(work / "stats.json", json.dumps(stats, indent=2) + "\n")
+    atomic.write_text(work / "failures.jsonl", "".join(line + "\n" for line in lines))
+    atomic.write_text(work / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
 
 
@@ -270,7 +262,7 @@ def check_scope(work: Path, cfg: CrawlConfig) -> None:
                 + "; ".join(f"crawl.{k} was {before[k]!r}, now {scope[k]!r}" for k in changed)
                 + ". Resume with the same settings, or give a new crawl.work_dir.")
         return
-    _write_text_atomic(path, json.dumps(scope, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(scope, indent=2) + "\n")
 
 
 def crawl(cfg: CrawlConfig) -> dict:
@@ -286,8 +278,8 @@ def crawl(cfg: CrawlConfig) -> dict:
         r = 0
         rd = _round_dir(work, 0)
         rd.mkdir(parents=True, exist_ok=True)
-        _write_atomic(rd / "seen.parquet", pa.table({"url": [u for u, _ in frontier]}))
-        _write_atomic(rd / "frontier.parquet", pa.Table.from_pylist(
+        _write_parquet(rd / "seen.parquet", pa.table({"url": [u for u, _ in frontier]}))
+        _write_parquet(rd / "frontier.parquet", pa.Table.from_pylist(
             [{"url": u, "depth": d} for u, d in frontier], schema=_FRONTIER_SCHEMA))
     else:
         check_scope(work, cfg)
@@ -308,6 +300,8 @@ def crawl(cfg: CrawlConfig) -> dict:
                     _round_dir(work, 0) / "frontier.parquet").column("url").to_pylist()})
             allowed = seeds_hosts
         parts = rd / "parts"
+        for d in (work, rd, parts):  # temps a killed attempt left; no writer of this crawl is live yet
+            atomic.sweep(d)
         done = set(_read_parts(parts, ["requested_url"]).column(0).to_pylist())
         todo = group_by_host([(u, d) for u, d in frontier if u not in done])
         if todo:
@@ -318,12 +312,12 @@ def crawl(cfg: CrawlConfig) -> dict:
         if nxt:
             nd = _round_dir(work, r + 1)
             nd.mkdir(parents=True, exist_ok=True)
-            _write_atomic(nd / "seen.parquet", pa.table({"url": sorted(seen)}))
-            _write_atomic(nd / "frontier.parquet", pa.Table.from_pylist(
+            _write_parquet(nd / "seen.parquet", pa.table({"url": sorted(seen)}))
+            _write_parquet(nd / "frontier.parquet", pa.Table.from_pylist(
                 [{"url": u, "depth": d} for u, d in nxt], schema=_FRONTIER_SCHEMA))
             queued += len(nxt)
         stats = _summarise(work, r)
-        _write_text_atomic(rd / "_DONE", json.dumps(stats) + "\n")
+        atomic.write_text(rd / "_DONE", json.dumps(stats) + "\n")
         if not nxt:
             return {**stats, "host_tasks_per_node": dict(nodes)}  # this run only; not in stats.json
         r += 1
