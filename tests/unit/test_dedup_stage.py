@@ -56,7 +56,40 @@ def test_config_checks():
         DedupConfig(threshold=0.6, lsh=LSHConfig(threshold=0.7))
     with pytest.raises(ValueError, match="score_column"):
         DedupConfig(survivor="score")
-    DedupConfig(threshold=0.6, verify=False, lsh=LSHConfig(threshold=0.7))  # allowed: no verification
+
+
+def _load(*sets):
+    from raylm import config as C
+    from raylm.root import RootConfig
+
+    return C.load(RootConfig, None, list(sets)).data.dedup
+
+
+def test_unverified_dedup_has_one_threshold():
+    """verify: false makes the LSH the decision, so dedup.threshold must be the LSH's: a config
+    error naming the keys, never a threshold silently ignored (issue 21)."""
+    from raylm.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.dedup: dedup.verify is false.*dedup.threshold \(0.8\).*"
+                                          r"dedup.lsh.threshold"):
+        _load("data.dedup.verify=false")  # the defaults disagree: 0.8 decides, the LSH is tuned at 0.7
+    with pytest.raises(ConfigError, match="dedup.threshold .0.6.*dedup.lsh.threshold to the same value .now 0.7"):
+        _load("data.dedup.verify=false", "data.dedup.threshold=0.6")
+    with pytest.raises(ConfigError, match="dedup.lsh.bands/rows are set"):
+        _load("data.dedup.verify=false", "data.dedup.lsh.threshold=0.8", "data.dedup.lsh.bands=8",
+              "data.dedup.lsh.rows=16")
+    agreed = _load("data.dedup.verify=false", "data.dedup.lsh.threshold=0.8")  # one knob: both 0.8
+    assert agreed.lsh.params(128) == LSHConfig(threshold=agreed.threshold).params(128)
+    _load("data.dedup.verify=false", "data.dedup.threshold=0.7")
+    _load("data.dedup.verify=false", "data.dedup.near=false")  # no near dedup: no threshold to honour
+    with pytest.raises(ConfigError, match="dedup.lsh.threshold .0.9. above dedup.threshold .0.8."):
+        _load("data.dedup.lsh.threshold=0.9")  # verified: the LSH may not be tuned above the decision
+
+
+def test_defaults_decide_at_0_8_on_lsh_tuned_at_0_7():
+    d = DedupConfig()
+    assert (d.verify, d.threshold, d.lsh.threshold) == (True, 0.8, 0.7)
+    assert d.lsh.params(d.minhash.num_perm) == LSHConfig(threshold=0.7).params(128)
 
 
 def test_license_set_pair_precision_recall(shared_data):

@@ -51,7 +51,14 @@ class DedupConfig:
     exact: bool = True                  # drop exact duplicates of the normalised text
     url: bool = False                   # drop duplicates of the normalised URL
     near: bool = True                   # drop MinHash near duplicates
-    threshold: float = 0.8              # Jaccard of word-shingle sets at which two docs are near dups
+    # Two thresholds, one decision. `threshold` is the decision: the Jaccard of word-shingle sets
+    # at or above which two documents are near duplicates. `lsh.threshold` only tunes which pairs
+    # become candidates. verify: true (default) scores every candidate exactly against
+    # `threshold`, so the LSH is tuned lower (0.7) for recall and must not be above `threshold`.
+    # verify: false takes the candidates as the decisions, so the LSH alone decides and the two
+    # must be equal (and lsh.bands/rows derived, not set): a config error otherwise, never a
+    # threshold silently ignored.
+    threshold: float = 0.8              # Jaccard at which two docs are near dups (the decision)
     verify: bool = True                 # check LSH candidates by exact Jaccard (else candidates = decisions)
     survivor: SurvivorRule = "min_id"   # who survives a group: min_id | longest | score
     score_column: str = ""              # column read by survivor="score" (higher is better)
@@ -76,6 +83,15 @@ class DedupConfig:
         if self.near and self.verify and self.lsh.threshold > self.threshold:
             raise ValueError(f"dedup.lsh.threshold ({self.lsh.threshold}) above dedup.threshold "
                              f"({self.threshold}) only loses recall when candidates are verified")
+        if self.near and not self.verify and self.lsh.bands:
+            raise ValueError(f"dedup.verify is false and dedup.lsh.bands/rows are set ({self.lsh.bands} x "
+                             f"{self.lsh.rows}): the bands alone would decide and dedup.threshold "
+                             f"({self.threshold}) would be ignored; set dedup.lsh.bands and rows to 0 "
+                             "(derived from the threshold) or set dedup.verify to true")
+        if self.near and not self.verify and self.lsh.threshold != self.threshold:
+            raise ValueError(f"dedup.verify is false, so the LSH alone decides and dedup.threshold "
+                             f"({self.threshold}) would be ignored: set dedup.lsh.threshold to the same "
+                             f"value (now {self.lsh.threshold}), or set dedup.verify to true")
 
     def exact_config(self) -> exact.ExactDedupConfig:
         return exact.ExactDedupConfig(text=self.exact, url=self.url, lowercase=self.lowercase,
