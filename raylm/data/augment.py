@@ -227,6 +227,6 @@ def augment(table: pa.Table, cfg: AugmentConfig | None = None) -> pa.Table:
     return pa.concat_tables([out, pa.Table.from_pylist(new_rows, schema=out.schema)])
 
 
-def run(ds, cfg: AugmentConfig):
+def run(ds, cfg: AugmentConfig, ctx=None):
     """Ray Data stage over the train split only (the caller passes train docs)."""
     return ds.map_batches(augment, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)

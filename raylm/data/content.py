@@ -97,6 +97,6 @@ def apply(table: pa.Table, cfg: ContentConfig | None = None) -> pa.Table:
     return schema.set_drop(table, reasons)
 
 
-def run(ds, cfg: ContentConfig):
+def run(ds, cfg: ContentConfig, ctx=None):
     """Ray Data stage: content rules on every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)

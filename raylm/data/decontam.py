@@ -180,7 +180,7 @@ def apply(table: pa.Table, index: Index) -> pa.Table:
                                    for t, k in zip(texts, keep)])
 
 
-def run(ds, cfg: DecontamConfig):
+def run(ds, cfg: DecontamConfig, ctx=None):
     """Ray Data stage: the index is built here, on the driver, and shipped with the tasks."""
     index = load(cfg)
     if not len(index.hashes):

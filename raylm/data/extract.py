@@ -138,7 +138,7 @@ def apply(table: pa.Table, cfg: ExtractConfig | None = None) -> pa.Table:
     return schema.set_drop(table, reasons)
 
 
-def run(ds, cfg: ExtractConfig):
+def run(ds, cfg: ExtractConfig, ctx=None):
     """Ray Data stage: extract every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)
 

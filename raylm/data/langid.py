@@ -86,7 +86,7 @@ def apply(table: pa.Table, cfg: LangIdConfig | None = None) -> pa.Table:
     return LangId(cfg)(table)
 
 
-def run(ds, cfg: LangIdConfig):
+def run(ds, cfg: LangIdConfig, ctx=None):
     """Ray Data stage: an actor pool so each worker loads the model once."""
     import ray.data
 

@@ -116,6 +116,6 @@ def apply(table: pa.Table, cfg: NormaliseConfig | None = None) -> pa.Table:
     return schema.set_drop(schema.conform(table), reasons)
 
 
-def run(ds, cfg: NormaliseConfig):
+def run(ds, cfg: NormaliseConfig, ctx=None):
     """Ray Data stage: normalise every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)

@@ -246,7 +246,7 @@ def apply(table: pa.Table, cfg: PiiConfig | None = None) -> pa.Table:
     return table
 
 
-def run(ds, cfg: PiiConfig):
+def run(ds, cfg: PiiConfig, ctx=None):
     """Ray Data stage: redact every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)
 

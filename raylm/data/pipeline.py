@@ -1,6 +1,8 @@
-"""`raylm data`: ingest -> stages (order from the YAML) -> split -> tokenizer -> shards + manifest.
+"""`raylm data`: ingest -> stages (order from the YAML; the split is one) -> tokenizer -> shards.
 
-The map from a stage name to its config and function is the STEPS dict below (no registry).
+The map from a stage name to its config and function is the STEPS dict below (no registry);
+every stage is called as run(ds, cfg, ctx). Tokenizer: tokenize.build_tokenizer; shards and
+manifest: shards.write_all.
 All document data lives in Ray Data blocks; the driver holds configs, per-block stats rows and
 per-shard metadata rows, plus (for BPE only) the tokenizer's training sample (see tokenize.py).
 The cleaned documents are materialised once in the object store (it spills to disk when full):
@@ -20,8 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from raylm import atomic
-from raylm.config import dump
+from raylm.config import ConfigError, dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
 from raylm.data.content import ContentConfig
@@ -45,7 +45,8 @@ from raylm.data.pii import PiiConfig
 from raylm.data.quality import QualityConfig
 from raylm.data.schema import DOC_COLUMNS, conform, kept_mask
 from raylm.data.shards import ShardConfig
-from raylm.data.tokenize import EOS, TokenizerConfig, token_dtype
+from raylm.data.split import SplitConfig
+from raylm.data.tokenize import TokenizerConfig, build_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,10 @@ class IngestConfig:
 
 
 @dataclass
-class SplitConfig:
-    val_fraction: float = 0.1   # share of documents held out for validation (by document, never split)
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-
-
-@dataclass
 class DataConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
-    steps: list[str] = field(default_factory=list)  # cleaning stages, in order; names are keys of STEPS
+    steps: list[str] = field(default_factory=list)  # stages in order, names are keys of STEPS; split
+                                                    # unlisted = before augment, else last (`plan`)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
     langid: LangIdConfig = field(default_factory=LangIdConfig)
@@ -88,21 +81,28 @@ class DataConfig:
     label_selector: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = [s for s in self.steps if s not in STEPS]
+        steps = self.steps
+        unknown = [s for s in steps if s not in STEPS]
         if unknown:
-            raise ValueError(f"steps: unknown stage {unknown[0]!r}; valid stages: {', '.join(STEPS)}")
-        if len(set(self.steps)) != len(self.steps):
-            raise ValueError(f"steps: a stage is listed twice: {self.steps}")
-        if "decontam" in self.steps and not self.decontam.paths:
-            raise ValueError("steps: decontam is listed but data.decontam.paths is empty: name the "
-                             "benchmark files whose text must not be trained on")
-        if "augment" in self.steps and self.steps[-1] != "augment":
-            raise ValueError("steps: augment must be the last stage (it runs after dedup and the "
-                             "train/val split, on the train split only)")
+            raise ConfigError(f"data.steps: unknown stage {unknown[0]!r}; valid stages: {', '.join(STEPS)}")
+        twice = sorted({s for s in steps if steps.count(s) > 1})
+        if twice:
+            raise ConfigError(f"data.steps: {', '.join(twice)} listed more than once: {steps}")
+        if "augment" in steps and "split" in steps and steps.index("split") > steps.index("augment"):
+            raise ConfigError("data.steps: split must come before augment (augment copies train "
+                              "documents only, so it needs the split)")
+        if "augment" in steps and steps[-1] != "augment":
+            raise ConfigError("data.steps: augment must be the last stage (it runs after dedup and the "
+                              "train/val split, on the train split only)")
+        if "decontam" in steps and not self.decontam.paths:
+            raise ConfigError("data.steps: decontam is listed but data.decontam.paths is empty: name the "
+                              "benchmark files whose text must not be trained on")
 
 
-# stage name -> import path of its run(ds, cfg) function; its config is DataConfig.<name>.
-# Imports are lazy so config loading stays fast. The usual order is the order below.
+# Stage name -> import path of its run(ds, cfg, ctx); its config is DataConfig.<name>. Every stage
+# is called the same way; ctx is the StageContext below, which stages that need nothing from it
+# ignore (and default to None, so they can be called alone). Imports are lazy so config loading
+# stays fast. The usual order is the order below.
 STEPS: dict[str, str] = {
     "extract": "raylm.data.extract:run",       # HTML -> title + main text
     "normalise": "raylm.data.normalise:run",   # ftfy, Unicode form, control chars, whitespace
@@ -112,17 +112,27 @@ STEPS: dict[str, str] = {
     "decontam": "raylm.data.decontam:run",     # drop documents holding benchmark text (n-gram overlap)
     "pii": "raylm.data.pii:run",               # redact e-mail, phone, IP, card, SSN, IBAN
     "dedup": "raylm.data.dedup.stage:run",     # exact + MinHash near-duplicates (workdir: <out>/dedup)
+    "split": "raylm.data.split:run",           # train / val by a seeded hash of the id (ctx.seed)
     "augment": "raylm.data.augment:run",       # train split only; always last
 }
 
 
-def assign_split(batch: pa.Table, val_fraction: float, seed: int) -> pa.Table:
-    """Add `split` ("train" / "val") from a seeded hash of each document id."""
-    ids = batch["id"].to_pylist()
-    cut = int(val_fraction * 2**64)
-    splits = ["val" if int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "little")
-              < cut else "train" for i in ids]
-    return batch.append_column("split", pa.array(splits, type=pa.string()))
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may need besides its own config; the same for every stage of a run."""
+    out: Path   # the run's data folder (<run>/data); a stage keeping files uses <out>/<stage name>
+    seed: int   # the run's seed: randomness that every worker must agree on derives from it
+
+
+def plan(steps: list[str]) -> list[str]:
+    """The stages a run executes, in order: `steps` (data.steps, validated by DataConfig) with the
+    split where it always ran when unlisted: just before augment, else last. Resolved at run time,
+    so the saved config (and its fingerprint) is what the user wrote."""
+    if "split" in steps:
+        return list(steps)
+    if "augment" in steps:
+        return [*steps[:-1], "split", "augment"]  # augment is last (checked)
+    return [*steps, "split"]
 
 
 def fingerprint(cfg: DataConfig, seed: int) -> str:
@@ -153,15 +163,10 @@ def _import(path: str):
 def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     """Run the data pipeline into `<out>`; returns the manifest. Skips if already complete."""
     with placement(cfg.label_selector):
-        return _run(cfg, out, seed)
+        return _run(cfg, Path(out), seed)
 
 
-def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
-    import ray
-
-    from raylm.data.tokenize import Encoder, char_set, char_tokenizer, train_bpe
-
-    out = Path(out)
+def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
     shard_dir = out / "shards"
     fp = fingerprint(cfg, seed)
     if (shard_dir / shards.MANIFEST).exists():
@@ -176,13 +181,46 @@ def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
         atomic.sweep(d)
     t0 = time.time()
 
-    # 1. ingest + stages. Checked before any work: inputs exist.
-    # Documents are read once; stats, tokenizer and shards reuse them. Dropped rows are kept for
-    # the stats, without their text, so the object store holds the kept documents' text only.
+    # 1. Ingest + stages, read once: stats, tokenizer and shards reuse them. Dropped rows are kept
+    # for the stats, without their text, so the object store holds the kept documents' text only.
     ds = documents(cfg, out, seed).map_batches(_blank_dropped, batch_format="pyarrow").materialize()
+    report = _report(ds, cfg.steps)
+    docs = ds.map_batches(_kept, batch_format="pyarrow")
+    # 2. Tokenizer, 3. shards. stats.json before the manifest: the manifest is written last, its
+    # presence means "complete".
+    tok = build_tokenizer(docs, cfg.tokenizer)
+    log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, tok.get_vocab_size())
+    metas = shards.write_all(docs, tok, shard_dir, cfg.shards, seed)
+    report["seconds"] = round(time.time() - t0, 2)
+    atomic.write_text(out / "stats.json", json.dumps(report, indent=2))
+    path = shards.write_manifest(
+        shard_dir, metas, **shards.tokenizer_fields(tok),
+        extra={"tokenizer_kind": "file" if cfg.tokenizer.path else cfg.tokenizer.kind, "seed": seed,
+               "fingerprint": fp, "stats": "../stats.json"})
+    m = shards.read_manifest(shard_dir)
+    for split, d in m["splits"].items():
+        print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
+    print(f"shards and manifest: {path}", flush=True)
+    return m
 
+
+def documents(cfg: DataConfig, out: Path, seed: int):
+    """Ingest, then every stage of `plan(cfg.steps)`: a lazy Dataset, one row per document.
+
+    Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
+    """
+    ctx = StageContext(out=Path(out), seed=seed)
+    ds = ingest(cfg.ingest, ctx.out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    for name in plan(cfg.steps):
+        ds = _import(STEPS[name])(ds, getattr(cfg, name), ctx)
+        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
+    return ds
+
+
+def _report(ds, steps: list[str]) -> dict:
+    """The stats of the documents (printed), checked: both splits must keep documents."""
     report = stats.merge([r["stats"] for r in ds.map_batches(stats.partial, batch_format="pyarrow")
-                          .take_all()], cfg.steps)
+                          .take_all()], steps)
     print(stats.table(report), flush=True)
     n_train = report["split_documents"].get("train", 0)
     n_val = report["split_documents"].get("val", 0)
@@ -190,76 +228,7 @@ def _run(cfg: DataConfig, out: str | Path, seed: int) -> dict:
         raise ValueError(f"after cleaning, {report['documents_kept']} documents remain: {n_train} train, "
                          f"{n_val} validation. Both splits need documents: add input, relax filters or "
                          f"change data.split.val_fraction")
-    docs = ds.map_batches(lambda b: b.filter(kept_mask(b)), batch_format="pyarrow")
-
-    # 2. tokenizer
-    tok_path = shard_dir / "tokenizer.json"
-    if cfg.tokenizer.path:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(cfg.tokenizer.path)
-        if tok.token_to_id(EOS) is None:
-            raise ValueError(f"data.tokenizer.path {cfg.tokenizer.path} has no {EOS} token")
-    elif cfg.tokenizer.kind == "char":
-        rows = docs.map_batches(char_set, batch_format="pyarrow").take_all()
-        tok = char_tokenizer("".join(r["chars"] for r in rows))
-    else:
-        train_docs = docs.map_batches(lambda b: b.filter(pa.compute.equal(b["split"], "train")).select(["text"]),
-                                      batch_format="pyarrow")
-        tok = train_bpe(_sample_texts(train_docs, cfg.tokenizer.sample_bytes), cfg.tokenizer)
-    tok_json = tok.to_str()
-    atomic.write_text(tok_path, tok_json)
-    vocab_size = tok.get_vocab_size()
-    dtype = token_dtype(vocab_size).name
-    log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, vocab_size)
-
-    # 3. encode, count tokens per split, assign shards, write each shard in one task
-    keep = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at", "lang",
-            "augmented_from", "augment_op")  # provenance into the shard index, where present
-    enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, keep), batch_format="pyarrow",
-                           concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
-                           num_cpus=0.5).materialize()
-    per_split = {"train": 0, "val": 0}
-    for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
-        per_split[r["split"]] += r["n"]
-    n_shards = {s: cfg.shards.num_shards or max(1, math.ceil(n / cfg.shards.shard_tokens))
-                for s, n in per_split.items()}
-    enc = enc.map_batches(_add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
-    pause_s = float(os.environ.get("RAYLM_SHARD_PAUSE_S", "0"))  # test hook, see _write_shard
-    meta = (enc.groupby("shard", num_partitions=sum(n_shards.values()))
-            .map_groups(_write_shard, fn_args=(str(shard_dir), dtype, pause_s), batch_format="pyarrow").take_all())
-    # stats.json before the manifest: the manifest is written last, its presence means "complete".
-    report["seconds"] = round(time.time() - t0, 2)
-    atomic.write_text(out / "stats.json", json.dumps(report, indent=2))
-    manifest = shards.write_manifest(
-        shard_dir, [dict(m) for m in meta], dtype=dtype, vocab_size=vocab_size, eos_id=tok.token_to_id(EOS),
-        tokenizer="tokenizer.json",
-        extra={"tokenizer_kind": "file" if cfg.tokenizer.path else cfg.tokenizer.kind, "seed": seed,
-               "fingerprint": fp, "stats": "../stats.json"})
-    m = shards.read_manifest(shard_dir)
-    for split, d in m["splits"].items():
-        print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
-    print(f"shards and manifest: {manifest}", flush=True)
-    return m
-
-
-def documents(cfg: DataConfig, out: Path, seed: int):
-    """Ingest, then every stage of `cfg.steps`, then the split: a lazy Dataset, one row per document.
-
-    Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
-    """
-    ds = ingest(cfg.ingest, out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
-    split_done = False
-    for name in cfg.steps:
-        if name == "augment":  # after dedup, on the train split only
-            ds, split_done = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed),
-                                            batch_format="pyarrow"), True
-        kwargs = {"workdir": str(out / "dedup")} if name == "dedup" else {}
-        ds = _import(STEPS[name])(ds, getattr(cfg, name), **kwargs)
-        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
-    if not split_done:
-        ds = ds.map_batches(assign_split, fn_args=(cfg.split.val_fraction, seed), batch_format="pyarrow")
-    return ds
+    return report
 
 
 def ingest(cfg: IngestConfig, out: Path):
@@ -294,41 +263,10 @@ def _blank_dropped(batch: pa.Table) -> pa.Table:
     return batch.set_column(i, batch.schema.field(i), batch["text"].take(rows))
 
 
+def _kept(batch: pa.Table) -> pa.Table:
+    return batch.filter(kept_mask(batch))
+
+
 def _canonical(batch: pa.Table) -> pa.Table:
     """Exactly the document columns, so sources can be unioned."""
     return conform(batch).select(list(DOC_COLUMNS))
-
-
-def _sample_texts(ds, limit: int):
-    """Stream training texts to the driver until `limit` UTF-8 bytes (the BPE training sample)."""
-    seen = 0
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=1024):
-        for t in batch["text"].to_pylist():
-            yield t
-            seen += len(t.encode("utf-8"))
-            if seen >= limit:
-                return
-
-
-def _write_shard(group: pa.Table, out_dir: str, dtype: str, pause_s: float) -> pa.Table:
-    """shards.write_shard, then wait `pause_s` seconds. The pause is a fault-injection hook:
-    RAYLM_SHARD_PAUSE_S (read on the driver, 0 = off) holds each writing task after its shard is
-    done, so tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards."""
-    meta = shards.write_shard(group, out_dir, dtype)
-    if pause_s > 0:
-        time.sleep(pause_s)
-    return meta
-
-
-def _token_sums(batch: pa.Table) -> pa.Table:
-    import pyarrow.compute as pc
-
-    g = batch.group_by("split").aggregate([("n_tokens", "sum")])
-    return pa.table({"split": g["split"], "n": pc.cast(g["n_tokens_sum"], pa.int64())})
-
-
-def _add_shard(batch: pa.Table, n_shards: dict, seed: int) -> pa.Table:
-    """Add `shard` = "<split>-<k>", k from a seeded hash of the id (see shards.py)."""
-    names = [f"{s}-{shards.shard_of([i], n_shards[s], seed)[0]:05d}"
-             for i, s in zip(batch["id"].to_pylist(), batch["split"].to_pylist())]
-    return batch.append_column("shard", pa.array(names, type=pa.string()))

@@ -268,6 +268,6 @@ def apply(table: pa.Table, cfg: QualityConfig | None = None) -> pa.Table:
     return schema.set_drop(table, reasons)
 
 
-def run(ds, cfg: QualityConfig):
+def run(ds, cfg: QualityConfig, ctx=None):
     """Ray Data stage: quality rules on every batch (stateless tasks)."""
     return ds.map_batches(apply, fn_kwargs={"cfg": cfg}, batch_format="pyarrow", num_cpus=1)

@@ -10,23 +10,35 @@ every shard depend only on the documents, never on Ray's block boundaries or tas
 Each shard is written to a temp name, renamed, then marked done (`<name>.done`, JSON with its
 checksum): a rerun skips shards whose marker and checksum match. `manifest.json` is written
 last; its presence means the whole output is complete.
+
+`write_all` is the Ray Data shell that writes it for `raylm data`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tokenizers import Tokenizer
 
 from raylm import atomic
+from raylm.data.tokenize import EOS, Encoder, token_dtype
 
 MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
 FORMAT_VERSION = 1
+# Document columns carried into each shard's index where present (`split` only routes documents).
+INDEX_COLUMNS = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at", "lang",
+                 "augmented_from", "augment_op")
 
 
 @dataclass
@@ -78,6 +90,66 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
             "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum())}
     atomic.write_text(done, json.dumps(meta))
     return pa.table({k: [v] for k, v in meta.items()})
+
+
+def shard_counts(tokens: dict[str, int], cfg: ShardConfig) -> dict[str, int]:
+    """Shards per split from its token count: cfg.num_shards, else enough of shard_tokens (>= 1)."""
+    return {s: cfg.num_shards or max(1, math.ceil(n / cfg.shard_tokens)) for s, n in tokens.items()}
+
+
+def add_shard(batch: pa.Table, n_shards: dict[str, int], seed: int) -> pa.Table:
+    """Add `shard` = "<split>-<k>", k from a seeded hash of the id (`shard_of`)."""
+    names = [f"{s}-{shard_of([i], n_shards[s], seed)[0]:05d}"
+             for i, s in zip(batch["id"].to_pylist(), batch["split"].to_pylist())]
+    return batch.append_column("shard", pa.array(names, type=pa.string()))
+
+
+def tokenizer_fields(tok: Tokenizer) -> dict:
+    """`write_manifest`'s tokenizer arguments for `tok`, saved as TOKENIZER beside the shards."""
+    vocab = tok.get_vocab_size()
+    return {"dtype": token_dtype(vocab).name, "vocab_size": vocab, "eos_id": tok.token_to_id(EOS),
+            "tokenizer": TOKENIZER}
+
+
+def write_all(docs, tok: Tokenizer, out_dir: Path, cfg: ShardConfig, seed: int) -> list[dict]:
+    """Ray Data shell: tokenizer.json, then encode `docs` (a Dataset of kept documents with `split`),
+    count tokens per split, assign shards, write each shard in one task. Returns the shards'
+    metadata rows; the caller writes the manifest of them last (`write_manifest`).
+
+    Only counts and metadata rows reach the driver. RAYLM_SHARD_PAUSE_S (read here, on the
+    driver; 0 = off) holds each writing task after its shard is done: a fault-injection hook so
+    tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards."""
+    import ray
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tok_json = tok.to_str()
+    atomic.write_text(Path(out_dir) / TOKENIZER, tok_json)
+    enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, INDEX_COLUMNS), batch_format="pyarrow",
+                           concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
+                           num_cpus=0.5).materialize()
+    tokens: dict[str, int] = {}
+    for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
+        tokens[r["split"]] = tokens.get(r["split"], 0) + r["n"]
+    n_shards = shard_counts(tokens, cfg)
+    dtype = tokenizer_fields(tok)["dtype"]
+    pause_s = float(os.environ.get("RAYLM_SHARD_PAUSE_S", "0"))
+    rows = (enc.map_batches(add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
+            .groupby("shard", num_partitions=sum(n_shards.values()))
+            .map_groups(_write_paused, fn_args=(str(out_dir), dtype, pause_s), batch_format="pyarrow").take_all())
+    return [dict(r) for r in rows]
+
+
+def _token_sums(batch: pa.Table) -> pa.Table:
+    g = batch.group_by("split").aggregate([("n_tokens", "sum")])
+    return pa.table({"split": g["split"], "n": pc.cast(g["n_tokens_sum"], pa.int64())})
+
+
+def _write_paused(group: pa.Table, out_dir: str, dtype: str, pause_s: float) -> pa.Table:
+    """`write_shard`, then wait `pause_s` seconds (the fault-injection hook of `write_all`)."""
+    meta = write_shard(group, out_dir, dtype)
+    if pause_s > 0:
+        time.sleep(pause_s)
+    return meta
 
 
 def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab_size: int,

@@ -3,7 +3,7 @@
 Two kinds, both saved in the standard `tokenizer.json` form that `tokenizers.Tokenizer.from_file`
 and `transformers.PreTrainedTokenizerFast(tokenizer_file=...)` read:
 - `bpe`: byte-level BPE (GPT-2 style): every byte is in the alphabet, so nothing is unknown;
-- `char`: one token per Unicode character seen in the training split, plus `<unk>`.
+- `char`: one token per Unicode character seen in the kept documents (both splits), plus `<unk>`.
 
 Training a BPE needs the text in one process: `train_bpe` takes at most `sample_bytes` of
 training-split text (streamed to the driver, the one single-machine step of `raylm data`;
@@ -13,12 +13,13 @@ distributedly (per-batch character sets, unioned).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 EOS = "<|endoftext|>"
@@ -39,6 +40,38 @@ class TokenizerConfig:
                              f"{EOS}: byte-level BPE needs at least 257")
         if self.sample_bytes < 1:
             raise ValueError("sample_bytes must be >= 1")
+
+
+def build_tokenizer(docs, cfg: TokenizerConfig) -> Tokenizer:
+    """The tokenizer of a run: read from cfg.path, or built from `docs` (a Ray Dataset of kept
+    documents with their `split`): a char vocabulary of every split, unioned from per-batch
+    character sets, or BPE trained on at most cfg.sample_bytes of the train split, streamed to
+    the driver (the one single-machine step; see the module docstring)."""
+    if cfg.path:
+        tok = Tokenizer.from_file(cfg.path)
+        if tok.token_to_id(EOS) is None:
+            raise ValueError(f"data.tokenizer.path {cfg.path} has no {EOS} token")
+        return tok
+    if cfg.kind == "char":
+        rows = docs.map_batches(char_set, batch_format="pyarrow").take_all()
+        return char_tokenizer("".join(r["chars"] for r in rows))
+    train = docs.map_batches(_train_texts, batch_format="pyarrow")
+    return train_bpe(_sample_texts(train, cfg.sample_bytes), cfg)
+
+
+def _train_texts(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.equal(batch["split"], "train")).select(["text"])
+
+
+def _sample_texts(ds, limit: int) -> Iterator[str]:
+    """Stream texts to the driver until `limit` UTF-8 bytes (the BPE training sample)."""
+    seen = 0
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=1024):
+        for t in batch["text"].to_pylist():
+            yield t
+            seen += len(t.encode("utf-8"))
+            if seen >= limit:
+                return
 
 
 def train_bpe(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ from raylm.data import schema
 from raylm.data.dedup.evaluate import load_pairs, load_spdx, scores
 from raylm.data.dedup.minhash import MinHashConfig
 from raylm.data.dedup.stage import DedupConfig, dedup_local, run
+from raylm.data.pipeline import StageContext
 
 
 def _table(ds) -> pa.Table:
@@ -24,6 +26,11 @@ def _table(ds) -> pa.Table:
 def _drops(ds) -> dict:
     t = _table(ds)
     return dict(zip(t["id"].to_pylist(), t["drop"].to_pylist()))
+
+
+def _in(work: Path, cfg: DedupConfig) -> DedupConfig:
+    """`cfg` writing its steps under `work` (dedup.workdir: how the stage runs outside a pipeline)."""
+    return replace(cfg, workdir=str(work))
 
 
 def _sorted_rows(table, cols):
@@ -40,8 +47,9 @@ def test_license_set_matches_reference_and_resumes(ray_session, shared_data, tmp
     cfg = DedupConfig(num_partitions=4)
     ds = ray.data.from_arrow(docs).repartition(4)
     work = tmp_path / "dedup"
+    ctx = StageContext(out=tmp_path, seed=0)  # as in a pipeline run: the steps go to <out>/dedup
 
-    got_drops = _drops(run(ds, cfg, str(work)))
+    got_drops = _drops(run(ds, cfg, ctx))
     want, want_clusters, _ = dedup_local(docs, cfg)
     assert len(got_drops) == docs.num_rows  # rows are marked, never deleted
     assert got_drops == dict(zip(want["id"].to_pylist(), want["drop"].to_pylist()))
@@ -58,12 +66,12 @@ def test_license_set_matches_reference_and_resumes(ray_session, shared_data, tmp
     assert summary["components"]["rounds"] >= 2
     shutil.rmtree(work / "clusters")
     shutil.rmtree(work / "near_dups")
-    assert _drops(run(ds, cfg, str(work))) == got_drops
+    assert _drops(run(ds, cfg, ctx)) == got_drops
     again_summary = json.loads((work / "summary.json").read_text())
     assert again_summary["signatures"] == summary["signatures"]  # read back, not recomputed
 
     with pytest.raises(ValueError, match="another config"):
-        run(ds, DedupConfig(num_partitions=4, threshold=0.9), str(work))
+        run(ds, DedupConfig(num_partitions=4, threshold=0.9), ctx)
 
 
 @pytest.mark.slow
@@ -79,9 +87,9 @@ def test_incremental_against_previous_run(ray_session, shared_data, tmp_path):
     copies = [{"id": "copy-" + r["id"], "text": r["text"].replace(" the ", " a ", 1)} for r in long_first]
     second = pa.concat_tables([second, schema.make_docs(copies)])
     cfg1 = DedupConfig(num_partitions=4, exact=False)
-    _drops(run(ray.data.from_arrow(first), cfg1, str(tmp_path / "run1")))
+    _drops(run(ray.data.from_arrow(first), _in(tmp_path / "run1", cfg1)))
     cfg2 = DedupConfig(num_partitions=4, exact=False, previous=[str(tmp_path / "run1")])
-    drops = _drops(run(ray.data.from_arrow(second), cfg2, str(tmp_path / "run2")))
+    drops = _drops(run(ray.data.from_arrow(second), _in(tmp_path / "run2", cfg2)))
 
     assert len(drops) == second.num_rows and not any(i in drops for i in first["id"].to_pylist())
     for c in copies:
@@ -98,7 +106,8 @@ def test_incremental_against_previous_run(ray_session, shared_data, tmp_path):
             assert drops[i] is None, i
     with pytest.raises(ValueError, match="not comparable"):
         run(ray.data.from_arrow(second), DedupConfig(num_partitions=4, previous=[str(tmp_path / "run1")],
-                                                     minhash=MinHashConfig(num_perm=64)), str(tmp_path / "run3"))
+                                                     minhash=MinHashConfig(num_perm=64),
+                                                     workdir=str(tmp_path / "run3")))
 
 
 @pytest.mark.slow
@@ -141,7 +150,7 @@ def test_giant_bucket_split_on_ray_matches_unsplit_reference(ray_session, tmp_pa
     docs = schema.make_docs(rows)
     cfg = DedupConfig(num_partitions=4, exact=False, lsh=LSHConfig(max_bucket=64))
     work = tmp_path / "dedup"
-    got = _drops(run(ray.data.from_arrow(docs).repartition(4), cfg, str(work)))
+    got = _drops(run(ray.data.from_arrow(docs).repartition(4), _in(work, cfg)))
     summary = json.loads((work / "summary.json").read_text())
     assert summary["candidates"]["split_buckets"] >= 10 and summary["candidates"]["sub_buckets"] >= 50
 
@@ -163,7 +172,7 @@ def test_corpus_without_duplicates_runs_every_step_and_resumes(ray_session, tmp_
     cfg = DedupConfig(num_partitions=4)
     work = tmp_path / "dedup"
     for attempt in range(2):
-        got = _drops(run(ray.data.from_arrow(docs).repartition(3), cfg, str(work)))
+        got = _drops(run(ray.data.from_arrow(docs).repartition(3), _in(work, cfg)))
         assert got == {f"d{k:03d}": None for k in range(100)}, attempt
         summary = json.loads((work / "summary.json").read_text())
         assert {k: summary[k]["rows"] for k in ("exact_dups", "candidates", "edges", "components", "clusters",
@@ -171,6 +180,6 @@ def test_corpus_without_duplicates_runs_every_step_and_resumes(ray_session, tmp_
             ("exact_dups", "candidates", "edges", "components", "clusters", "near_dups"), 0)
     # every document already dropped by an earlier stage: no signature at all, drops kept as they were
     gone = docs.set_column(docs.column_names.index("drop"), "drop", pa.array(["lang:fr"] * 100, pa.string()))
-    got = _drops(run(ray.data.from_arrow(gone), cfg, str(tmp_path / "dedup_gone")))
+    got = _drops(run(ray.data.from_arrow(gone), _in(tmp_path / "dedup_gone", cfg)))
     assert got == {f"d{k:03d}": "lang:fr" for k in range(100)}
     assert json.loads((tmp_path / "dedup_gone" / "summary.json").read_text())["signatures"]["rows"] == 0

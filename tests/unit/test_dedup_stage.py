@@ -92,6 +92,18 @@ def test_defaults_decide_at_0_8_on_lsh_tuned_at_0_7():
     assert d.lsh.params(d.minhash.num_perm) == LSHConfig(threshold=0.7).params(128)
 
 
+def test_workdir_comes_from_the_config_then_the_run(tmp_path):
+    from raylm.data.dedup.stage import workdir_of
+    from raylm.data.pipeline import StageContext
+
+    ctx = StageContext(out=tmp_path, seed=1)
+    assert workdir_of(DedupConfig(), ctx) == str(tmp_path / "dedup")
+    assert workdir_of(DedupConfig(workdir="dd"), ctx) == str(tmp_path / "dd")
+    assert workdir_of(DedupConfig(workdir="/abs/dd"), ctx) == "/abs/dd"
+    assert workdir_of(DedupConfig(workdir="/abs/dd"), "/given") == "/given"  # the pre-context signature
+    assert workdir_of(DedupConfig(workdir="dd"), None) == "dd"
+
+
 def test_license_set_pair_precision_recall(shared_data):
     """Issue 5 target: pair-level precision and recall >= 0.95 at J >= 0.8 (defaults)."""
     nd = shared_data / "neardup"

@@ -7,8 +7,9 @@ import pytest
 
 from raylm.data import shards
 from raylm.data.ingest.files import FilesConfig, expand, expand_paths, parse_file, read_one
-from raylm.data.pipeline import _blank_dropped, assign_split
+from raylm.data.pipeline import _blank_dropped
 from raylm.data.schema import file_names, make_docs
+from raylm.data.split import assign_split
 from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, train_bpe
 
 

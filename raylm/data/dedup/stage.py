@@ -1,6 +1,6 @@
 """The dedup stage: exact (+URL) dedup, then MinHash near-dup dedup, resumable by step.
 
-run(ds, cfg, workdir) marks rows `drop="dedup:exact"` / `"dedup:url"` / `"dedup:near"`
+run(ds, cfg, ctx) marks rows `drop="dedup:exact"` / `"dedup:url"` / `"dedup:near"`
 (never deletes them) and writes under workdir, each step atomically (temp dir, done
 marker, rename), so a rerun on the same input resumes after the last finished step:
 
@@ -29,6 +29,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,9 @@ from raylm.data.dedup import exact
 from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
 from raylm.data.dedup.minhash import MinHashConfig, signatures, string_hashes
 from raylm.data.dedup.survivor import PREFIX_WIDTH, SurvivorRule, id_from_rank, rank_keys
+
+if TYPE_CHECKING:
+    from raylm.data.pipeline import StageContext
 
 REASON_NEAR = "dedup:near"
 DONE = "_DONE"
@@ -66,7 +70,8 @@ class DedupConfig:
     collapse_whitespace: bool = True    # exact text key: whitespace runs -> one space
     num_partitions: int = 32            # partitions of every shuffle (keys, buckets, edges, joins)
     max_rounds: int = 64                # connected-components rounds before giving up
-    workdir: str = ""                   # step outputs (shared filesystem); "" = the run() argument
+    workdir: str = ""                   # step outputs (shared filesystem); "" = <data out>/dedup in a
+                                        # pipeline run; relative = under <data out>, as crawl.work_dir
     previous: list[str] = field(default_factory=list)  # workdirs of earlier runs to dedup against (incremental)
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     lsh: LSHConfig = field(default_factory=LSHConfig)
@@ -247,8 +252,22 @@ def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
     atomic.write_text(path, json.dumps(want, indent=1, sort_keys=True))
 
 
-def run(ds, cfg: DedupConfig, workdir: str | None = None):
-    """Mark exact / URL / near duplicates in `ds` and write the step outputs under workdir.
+def workdir_of(cfg: DedupConfig, ctx: StageContext | str | None) -> str:
+    """Where the step outputs go: cfg.workdir when set (relative: under the run's data folder),
+    else <ctx.out>/dedup in a pipeline run, else (called alone) a fresh temp folder.
+
+    A str `ctx` is a workdir that wins over cfg.workdir: the signature before StageContext,
+    which benchmarks/dedup_scale.py and tests/cluster/test_dedup_cluster.py still call."""
+    if isinstance(ctx, str):
+        return ctx
+    if cfg.workdir:
+        return str(ctx.out / cfg.workdir) if ctx is not None else cfg.workdir
+    return str(ctx.out / "dedup") if ctx is not None else tempfile.mkdtemp(prefix="raylm-dedup-")
+
+
+def run(ds, cfg: DedupConfig, ctx: StageContext | str | None = None):
+    """Mark exact / URL / near duplicates in `ds` and write the step outputs under the workdir
+    (`workdir_of`).
 
     Returns the documents with `drop` set (lazy; one join of the documents with the
     duplicate ids, so their order is not kept). Documents need unique ids.
@@ -257,7 +276,7 @@ def run(ds, cfg: DedupConfig, workdir: str | None = None):
 
     from raylm.data.dedup import components, incremental, lsh, verify
 
-    workdir = workdir or cfg.workdir or tempfile.mkdtemp(prefix="raylm-dedup-")
+    workdir = workdir_of(cfg, ctx)
     _check_workdir(workdir, cfg)
     atomic.sweep(workdir)  # step temps of a killed run (one run per workdir: none is live)
     if cfg.previous:
