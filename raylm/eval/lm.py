@@ -119,9 +119,7 @@ def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: 
     t0 = time.time()
     model = ckpt.load_model(checkpoint).eval()
     m = read_manifest(data_dir)
-    if model.cfg.vocab_size < m["vocab_size"]:
-        raise ValueError(f"checkpoint {checkpoint} has vocab {model.cfg.vocab_size}, data {data_dir} has "
-                         f"{m['vocab_size']}: they were not made together")
+    model.cfg.with_vocab(m["vocab_size"], f"the tokenizer of {data_dir} (checkpoint {checkpoint})")
     report = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "lm": evaluate_split(model, data_dir, cfg)}
     samples = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
     report["samples"], report["safeguard"] = safeguard.apply(samples, cfg.safeguard)

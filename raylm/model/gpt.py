@@ -8,7 +8,7 @@ embeddings tied. Shapes in comments: B batch, T time, C n_embd, nh heads, hs hea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -22,14 +22,15 @@ SIZES: dict[str, dict[str, int]] = {
     "small": dict(n_layer=6, n_head=6, n_embd=384),
     "gpt2": dict(n_layer=12, n_head=12, n_embd=768),            # 124M with a 50257 vocab
 }
+DEFAULT_SIZE = "shakespeare-cpu"  # what n_layer / n_head / n_embd left unset mean without a size
 
 
 @dataclass
 class GPTConfig:
-    size: str | None = None          # a key of SIZES; overrides n_layer/n_head/n_embd
-    n_layer: int = 4                 # transformer blocks
-    n_head: int = 4                  # attention heads per block
-    n_embd: int = 128                # model width C
+    size: str | None = None          # a key of SIZES: fills n_layer / n_head / n_embd left unset
+    n_layer: int | None = None       # transformer blocks; unset = from size (no size: shakespeare-cpu, 4)
+    n_head: int | None = None        # attention heads per block; unset = from size (4)
+    n_embd: int | None = None        # model width C; unset = from size (128)
     block_size: int = 64             # context length T in tokens
     vocab_size: int = 0              # 0 = take it from the tokenizer in the shard manifest
     dropout: float = 0.0             # on attention weights, residual outputs and embeddings
@@ -39,17 +40,34 @@ class GPTConfig:
     activation_checkpointing: bool = False  # recompute block activations in backward to save memory
 
     def __post_init__(self):
-        if self.size is not None:
-            if self.size not in SIZES:
-                raise ValueError(f"size {self.size!r} unknown; choose one of {', '.join(SIZES)}")
-            for k, v in SIZES[self.size].items():
+        # Explicit fields win: `size: tiny` with `n_layer: 4` is the tiny width with 4 blocks. The
+        # resolved config keeps both, and reloading it gives the same model.
+        if self.size is not None and self.size not in SIZES:
+            raise ValueError(f"size {self.size!r} unknown; choose one of {', '.join(SIZES)}")
+        for k, v in SIZES[self.size or DEFAULT_SIZE].items():
+            if getattr(self, k) is None:
                 setattr(self, k, v)
+        for k in ("n_layer", "n_head", "n_embd", "block_size"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.vocab_size < 0:
+            raise ValueError(f"vocab_size must be >= 0 (0 = from the tokenizer), got {self.vocab_size}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.block_size < 1 or self.n_layer < 1:
-            raise ValueError("block_size and n_layer must be >= 1")
+        if self.init_std <= 0:
+            raise ValueError(f"init_std must be > 0, got {self.init_std}")
+
+    def with_vocab(self, vocab: int, source: str) -> GPTConfig:
+        """This config for a tokenizer of `vocab` tokens (from `source`, named in the error):
+        vocab_size 0 takes it; a smaller one is refused, as the model could not embed every id."""
+        if self.vocab_size == 0:
+            return replace(self, vocab_size=vocab)
+        if self.vocab_size < vocab:
+            raise ValueError(f"model.vocab_size={self.vocab_size} is smaller than the {vocab} tokens of {source}: "
+                             f"they were not made together (vocab_size 0 follows the tokenizer)")
+        return self
 
 
 class CausalSelfAttention(nn.Module):

@@ -61,9 +61,7 @@ def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: 
 
 def read_model_config(path: str | Path) -> GPTConfig:
     meta = json.loads((Path(path) / "model.json").read_text())
-    cfg = dict(meta["model"])
-    cfg["size"] = None  # the explicit sizes were saved
-    return from_dict(GPTConfig, cfg, "checkpoint model")
+    return from_dict(GPTConfig, meta["model"], "checkpoint model")  # explicit fields win over size
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> list[str]:

@@ -33,6 +33,8 @@ class ScheduleConfig:
     def __post_init__(self):
         if self.warmup_steps < 0 or self.decay_steps < 0 or not 0 < self.wsd_decay_fraction <= 1:
             raise ValueError("warmup_steps, decay_steps >= 0 and 0 < wsd_decay_fraction <= 1 required")
+        if self.min_lr < 0:
+            raise ValueError(f"min_lr must be >= 0, got {self.min_lr}")
 
 
 @dataclass
@@ -72,6 +74,10 @@ class TrainConfig:
             raise ValueError("train.resources: set CPUs with train.cpus_per_worker and GPUs with train.use_gpu")
         if any(v < 0 for v in self.resources.values()):
             raise ValueError(f"train.resources must be >= 0, got {self.resources}")
+        if self.schedule.name != "constant" and self.schedule.min_lr > self.optim.lr:
+            # a decay that rises; a sweep over optim.lr can sample this, so parse_space checks it
+            raise ValueError(f"schedule.min_lr ({self.schedule.min_lr:g}) exceeds optim.lr ({self.optim.lr:g}): "
+                             f"the schedule would rise instead of decay; lower schedule.min_lr")
         if self.schedule.warmup_steps > self.max_steps:
             raise ValueError(f"schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds max_steps "
                              f"({self.max_steps})")
