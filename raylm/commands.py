@@ -45,18 +45,18 @@ def data(args, cfg: RootConfig | None = None) -> dict:
     return m
 
 
-def _start_stage(args, cfg: RootConfig, stage: str) -> str | None:
+def _start_stage(args, cfg: RootConfig, stage: str) -> str:
     """Save the resolved config beside the stage's output, join Ray when the stage uses Ray Train
-    workers, and return where Ray Train persists the run (None: under the stage's folder)."""
+    workers, and return where Ray Train persists the run (launch.storage_root)."""
+    from raylm.train.launch import storage_root
+
     p = _paths(cfg)
     _save(cfg, p["out"], p[stage])
     if cfg.train.num_workers > 0:
         from raylm.cluster import connect
 
         connect(cfg.cluster, args.address)
-    if not cfg.cluster.storage_path:
-        return None
-    return f"{cfg.cluster.storage_path.rstrip('/')}/{Path(cfg.out).name}/{stage}"
+    return storage_root(cfg.cluster.storage_path, p["out"], stage)
 
 
 def train(args, cfg: RootConfig | None = None, init_from: str | None = None, stage: str = "train",

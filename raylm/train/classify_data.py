@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from raylm.data.shards import read_manifest
-from raylm.train.data import _h
+from raylm.train.data import stable_hash
 
 csv.field_size_limit(2**31 - 1)  # AG News / web text lines can be long
 
@@ -163,7 +163,7 @@ def batch_indices(n: int, step: int, batch_size: int, rank: int, world: int, see
     pos = np.arange(step * gb + rank, (step + 1) * gb, world, dtype=np.int64)
     out = np.empty(len(pos), dtype=np.int64)
     for epoch in np.unique(pos // n):
-        perm = np.random.default_rng(_h(seed, "classify", int(epoch)) & 0xFFFFFFFF).permutation(n)
+        perm = np.random.default_rng(stable_hash(seed, "classify", int(epoch)) & 0xFFFFFFFF).permutation(n)
         sel = pos // n == epoch
         out[sel] = perm[pos[sel] % n]
     return out

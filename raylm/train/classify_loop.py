@@ -1,12 +1,13 @@
 """Classification fine-tuning: the per-worker loop (plain PyTorch, runs with or without Ray)
-and the driver around it (TorchTrainer, final report).
+and the driver around it (`run`: checks, labels, tokenizer, launch, final report).
 
-The worker reads the labelled files itself (small), trains on its share of each global
-batch (DDP when there are several workers), validates every `train.eval_interval` steps on its
-shard of the validation set with confusion matrices summed across workers, keeps the best
-weights by `finetune.metric`, stops early after `train.early_stopping_patience` evaluations
-without improvement, then evaluates the best weights on the test file the same way. The
-final checkpoint (best weights, test.json) is the last one reported.
+The worker reads the labelled files itself (small), trains on its share of each global batch
+(DDP when there are several workers; FSDP is refused before launch), validates every
+`train.eval_interval` steps on its shard of the validation set with confusion matrices summed
+across workers, keeps the best weights by `finetune.metric`, stops early after
+`train.early_stopping_patience` evaluations without improvement, then evaluates the best
+weights on the test file the same way. The final checkpoint (best weights, test.json) is the
+last one reported. The step parts are the pretraining loop's (loop.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,9 +32,69 @@ from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices
 from raylm.train.config import TrainConfig
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.loop import LocalSession, _all_mean, begin_step, say, setup_device
+from raylm.train.launch import launch
+from raylm.train.loop import all_mean, autocast_for, begin_step, optimizer_step, progress, setup_device
+from raylm.train.optim import build_optimizer
+from raylm.train.parallel import load_optimizer_state, no_grad_sync, parallelize
+from raylm.train.session import LocalSession, say
 
 RUN_NAME = "classify"
+
+
+@dataclass
+class ClassifyRun:
+    """Arguments of one classification fine-tuning worker (fixed by the driver for all ranks)."""
+
+    finetune: FinetuneConfig
+    train: TrainConfig
+    model: GPTConfig              # the body's architecture (the checkpoint's when init_from is set)
+    labels: list[str]             # class names in index order
+    class_weights: list[float]    # loss weight per class; [] = equal
+    tokenizer_json: str           # the tokenizer, inline: every checkpoint carries a copy
+    pad_id: int
+    out: str                      # the stage folder: metrics.jsonl, temp checkpoints, report
+    seed: int
+    init_from: str | None = None  # pretrained (or classifier) checkpoint; None = random init
+    init_task: str | None = None  # "classify" when init_from is a classifier checkpoint
+
+
+@dataclass
+class ClassifyState:
+    """Loop state a checkpoint holds for an exact resume."""
+
+    step: int = 0
+    best: float = -math.inf       # best validation score (higher is better; metric loss is negated)
+    best_step: int = 0
+    best_val_loss: float = math.inf  # validation loss of the best weights (train.keep_by val_loss)
+    bad_evals: int = 0            # validations since the score last improved
+    done: bool = False            # early-stopped or finished; the final evaluation is all that is left
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> ClassifyState:
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
+
+
+@dataclass
+class _Parts:
+    """What a worker builds once; the helpers below take this instead of a dozen arguments."""
+
+    run: ClassifyRun
+    session: Any
+    model: torch.nn.Module        # DDP-wrapped when world > 1
+    raw: SequenceClassifier       # the unwrapped module: checkpoints, best weights
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    autocast: Any
+    tok: Any                      # tokenizers.Tokenizer
+    max_len: int                  # tokens kept per text
+    frozen: int                   # parameters frozen (finetune.freeze_*)
+
+    def meta(self, **more) -> dict:
+        """model.json fields of this run's checkpoints."""
+        ft = self.run.finetune
+        return {"labels": self.run.labels, "pooling": ft.pooling, "lowercase": ft.lowercase,
+                "tokenizer": "tokenizer.json", "init_from": self.run.init_from, "max_len": self.max_len,
+                "pad_id": self.run.pad_id, **more}
 
 
 def load_split(path: str, ft: FinetuneConfig, labels: list[str], limit: int) -> Labelled:
@@ -72,174 +134,178 @@ def _score(m: dict, loss: float, metric: str) -> float:
     return -loss if metric == "loss" else m[metric]  # higher is better
 
 
-def build_optimizer(model, cfg: TrainConfig, ft: FinetuneConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.optim.weight_decay, ft.head_lr_mult, ft.layer_decay)
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
-
-
-def classify_worker(config: dict, session=None) -> dict:
-    """Fine-tune from `config` (built by `run`); returns the final metrics."""
+def _build(run: ClassifyRun, session, device) -> tuple[_Parts, ClassifyState, dict | None]:
+    """Model (initial, `init_from` or resumed), wrapper, optimizer; the state and best weights
+    (CPU state dict, None before the first validation) to continue from."""
     from tokenizers import Tokenizer
 
-    ft: FinetuneConfig = config["finetune"]
-    cfg: TrainConfig = config["train"]
-    model_cfg: GPTConfig = config["model"]
-    labels, seed, out = config["labels"], config["seed"], Path(config["out"])
-    k, pad_id = len(labels), config["pad_id"]
-    session = session or LocalSession(dir=str(out), keep=cfg.keep_checkpoints)
-    rank, world = session.rank, session.world
-    device = setup_device(cfg, getattr(session, "local_rank", 0))
-    tok = Tokenizer.from_str(config["tokenizer_json"])
-    max_len = min(ft.max_len or model_cfg.block_size, model_cfg.block_size)
-    tr = load_split(ft.train_file, ft, labels, ft.max_train_examples)
-    tr_ids = encode(tok, tr.texts, max_len)
-    val = load_split(ft.val_file, ft, labels, ft.max_eval_examples) if ft.val_file else None
-    val_ids = encode(tok, val.texts, max_len) if val else None
-    if not tr_ids:
-        raise ValueError(f"{ft.train_file}: no usable rows (skipped: {tr.skipped})")
-
-    torch.manual_seed(seed)  # identical head init on every rank
-    model = SequenceClassifier(model_cfg, k, ft.pooling, ft.head_dropout).to(device)
-    if config.get("init_from"):
-        if config.get("init_task") == "classify":
-            load_classifier_weights(model, config["init_from"])
+    ft, cfg = run.finetune, run.train
+    torch.manual_seed(run.seed)  # identical head init on every rank
+    model = SequenceClassifier(run.model, len(run.labels), ft.pooling, ft.head_dropout).to(device)
+    if run.init_from:
+        if run.init_task == "classify":
+            load_classifier_weights(model, run.init_from)
         else:
-            ckpt.load_weights(model.gpt, config["init_from"])  # strict: every body weight must be there
+            ckpt.load_weights(model.gpt, run.init_from)  # strict: every body weight must be there
     frozen = freeze(model, ft.freeze_embeddings, ft.freeze_layers)
-    optimizer = build_optimizer(model, cfg, ft)
-    weight = torch.tensor(config["class_weights"], dtype=torch.float32, device=device) if config["class_weights"] \
-        else None
-    st = {"step": 0, "best": -math.inf, "best_step": 0, "bad_evals": 0, "done": False}
-    best_weights = None  # CPU state dict of the best validation model; None = no validation yet
+    optimizer = build_optimizer(param_groups(model, cfg.optim.weight_decay, ft.head_lr_mult, ft.layer_decay),
+                                cfg.optim)
+    state, best_weights, saved = ClassifyState(), None, None
     latest = session.latest_checkpoint()
     if latest is not None:
         load_classifier_weights(model, latest)
         saved = ckpt.load_state(latest)
-        optimizer.load_state_dict(saved["optimizer"])
-        st.update({key: saved[key] for key in st})
+        state = ClassifyState.from_saved(saved)
         if (Path(latest) / "best.safetensors").is_file():
             from safetensors.torch import load_file
 
             best_weights = load_file(str(Path(latest) / "best.safetensors"))
-        elif st["best_step"] == st["step"] and st["best"] > -math.inf:
+        elif state.best_step == state.step and state.best > -math.inf:
             best_weights = {key: v.clone() for key, v in classifier_state(model).items()}
-    raw = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
-    meta = {"labels": labels, "pooling": ft.pooling, "lowercase": ft.lowercase, "tokenizer": "tokenizer.json",
-            "init_from": config.get("init_from"),
-            "max_len": max_len, "pad_id": pad_id}
-    files = {"tokenizer.json": config["tokenizer_json"]}
-    if rank == 0:
-        say(f"[finetune] {len(tr_ids)} train examples ({tr.skipped or 'none'} skipped), {k} classes, "
-            f"{frozen} frozen params, workers {world}")
+    wrapped = parallelize(model, "ddp", session.world, device)
+    if saved is not None:
+        load_optimizer_state(wrapped, optimizer, saved["optimizer"], "ddp")
+    parts = _Parts(run=run, session=session, model=wrapped, raw=model, optimizer=optimizer, device=device,
+                   autocast=autocast_for(cfg, device), tok=Tokenizer.from_str(run.tokenizer_json),
+                   max_len=min(ft.max_len or run.model.block_size, run.model.block_size), frozen=frozen)
+    return parts, state, best_weights
+
+
+def _train_step(p: _Parts, ids: list[list[int]], y: list[int], weight, step: int):
+    """One optimizer step over grad_accum micro-batches; returns (lr, last micro-batch loss, grad norm)."""
+    run, cfg, ft = p.run, p.run.train, p.run.finetune
+    rank, world = p.session.rank, p.session.world
+    lr = begin_step(p.optimizer, cfg, run.seed, rank, step)
+    for micro in range(cfg.grad_accum):
+        sel = batch_indices(len(ids), step * cfg.grad_accum + micro, cfg.batch_size, rank, world, run.seed)
+        x, lengths = pad_batch([ids[i] for i in sel], run.pad_id)
+        x, lengths = x.to(p.device), lengths.to(p.device)
+        target = torch.tensor([y[i] for i in sel], device=p.device)
+        with no_grad_sync(p.model, "ddp", world, micro == cfg.grad_accum - 1), p.autocast:
+            if ft.lm_loss_weight > 0:  # GPT-1's auxiliary LM objective on the same forward pass
+                logits, lm = p.model(x, lengths, lm_loss=True)
+                loss = F.cross_entropy(logits.float(), target, weight=weight) + ft.lm_loss_weight * lm
+            else:
+                loss = F.cross_entropy(p.model(x, lengths).float(), target, weight=weight)
+        (loss / cfg.grad_accum).backward()
+    return lr, loss, optimizer_step(p.model, p.optimizer, cfg.grad_clip)
+
+
+def _score_set(p: _Parts, data: Labelled, ids: list[list[int]], positive: int | None = None) -> tuple[dict, float]:
+    """(accuracy / P / R / F1 ..., mean loss) of the current weights on a labelled set, sharded."""
+    ft = p.run.finetune
+    cm, loss = evaluate(p.model, ids, data.labels, len(p.run.labels), ft.eval_batch_size, p.session.rank,
+                        p.session.world, p.device, p.run.pad_id, p.autocast)
+    return metrics_from_confusion(cm, p.run.labels, positive), loss
+
+
+def _save(p: _Parts, name: str, state: ClassifyState, meta: dict, files: dict | None = None,
+          tensors: dict | None = None) -> Path | None:
+    """Rank 0 writes a checkpoint directory `<out>/.ckpt-<name>` (weights, tokenizer, state)."""
+    if p.session.rank != 0:
+        return None
+    return save_classifier(Path(p.run.out) / f".ckpt-{name}", p.raw, p.run.model, p.meta(**meta),
+                           {"optimizer": p.optimizer.state_dict(), **asdict(state)},
+                           files={"tokenizer.json": p.run.tokenizer_json, **(files or {})}, tensors=tensors)
+
+
+def classify_worker(run: ClassifyRun, session=None) -> dict:
+    """Fine-tune as `run` says; returns the final metrics (test set included)."""
+    ft, cfg = run.finetune, run.train
+    session = session or LocalSession(dir=run.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
+    p, state, best_weights = _build(run, session, setup_device(cfg, session.local_rank))
+    tr = load_split(ft.train_file, ft, run.labels, ft.max_train_examples)
+    tr_ids = encode(p.tok, tr.texts, p.max_len)
+    if not tr_ids:
+        raise ValueError(f"{ft.train_file}: no usable rows (skipped: {tr.skipped})")
+    val = load_split(ft.val_file, ft, run.labels, ft.max_eval_examples) if ft.val_file else None
+    val_ids = encode(p.tok, val.texts, p.max_len) if val else None
+    weight = torch.tensor(run.class_weights, dtype=torch.float32, device=p.device) if run.class_weights else None
+    if session.rank == 0:
+        say(f"[finetune] {len(tr_ids)} train examples ({tr.skipped or 'none'} skipped), {len(run.labels)} classes, "
+            f"{p.frozen} frozen params, workers {session.world}")
     metrics: dict = {}
     t0 = time.perf_counter()
-    while st["step"] < cfg.max_steps and not st["done"]:
-        step = st["step"]
-        lr = begin_step(optimizer, cfg, seed, rank, step)
-        for micro in range(cfg.grad_accum):
-            sel = batch_indices(len(tr_ids), step * cfg.grad_accum + micro, cfg.batch_size, rank, world, seed)
-            x, lengths = pad_batch([tr_ids[i] for i in sel], pad_id)
-            y = torch.tensor([tr.labels[i] for i in sel], device=device)
-            sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else model.no_sync()
-            with sync, autocast:
-                if ft.lm_loss_weight > 0:
-                    logits, lm = model(x.to(device), lengths.to(device), lm_loss=True)
-                    loss = F.cross_entropy(logits.float(), y, weight=weight) + ft.lm_loss_weight * lm
-                else:
-                    loss = F.cross_entropy(model(x.to(device), lengths.to(device)).float(), y, weight=weight)
-            (loss / cfg.grad_accum).backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        st["step"] = step = step + 1
+    while state.step < cfg.max_steps and not state.done:
+        lr, loss, gnorm = _train_step(p, tr_ids, tr.labels, weight, state.step)
+        state.step = step = state.step + 1
         is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
         if not (is_eval or step % cfg.log_interval == 0):
             continue
-        loss_mean, gnorm_mean = _all_mean([loss.item(), float(gnorm)], device)
+        loss_mean, gnorm_mean = all_mean([loss.item(), float(gnorm)], p.device)
         metrics = {"step": step, "loss": loss_mean, "lr": lr, "grad_norm": gnorm_mean,
                    "seconds": time.perf_counter() - t0}
         ckpt_dir = None
         if is_eval and val_ids:
-            cm, vloss = evaluate(model, val_ids, val.labels, k, ft.eval_batch_size, rank, world, device, pad_id,
-                                 autocast)
-            m = metrics_from_confusion(cm, labels)
+            m, vloss = _score_set(p, val, val_ids)
             score = _score(m, vloss, ft.metric)
             metrics.update(val_loss=vloss, val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
-            if score > st["best"] + cfg.early_stopping_min_delta:
-                st.update(best=score, best_step=step, bad_evals=0)
+            if score > state.best + cfg.early_stopping_min_delta:
+                state.best, state.best_step, state.best_val_loss, state.bad_evals = score, step, vloss, 0
                 # clone: on CPU the state dict tensors share storage with the live parameters
-                best_weights = {key: v.clone() for key, v in classifier_state(raw).items()}
+                best_weights = {key: v.clone() for key, v in classifier_state(p.raw).items()}
             else:
-                st["bad_evals"] += 1
-            st["done"] = cfg.early_stopping_patience > 0 and st["bad_evals"] >= cfg.early_stopping_patience
-            metrics.update(best_val=st["best"], best_step=st["best_step"], early_stopped=st["done"])
-        if is_eval and rank == 0:
-            state = {"optimizer": optimizer.state_dict(), **st}
+                state.bad_evals += 1
+            state.done = 0 < cfg.early_stopping_patience <= state.bad_evals
+            metrics.update(best_val=state.best, best_step=state.best_step, early_stopped=state.done)
+        if is_eval:
             # a resumed run needs the best weights too, when they are not the current ones
-            extra = {"best.safetensors": best_weights} if best_weights and st["best_step"] != step else None
-            ckpt_dir = save_classifier(out / f".ckpt-{step}", raw, model_cfg, {**meta, "step": step}, state,
-                                       files=files, tensors=extra)
-        if rank == 0:
-            say("[finetune] " + " ".join(f"{a} {b:.4g}" if isinstance(b, float) else f"{a} {b}"
-                                         for a, b in metrics.items()))
+            extra = {"best.safetensors": best_weights} if best_weights and state.best_step != step else None
+            ckpt_dir = _save(p, str(step), state, {"step": step, **_val_loss(metrics)}, tensors=extra)
+        if session.rank == 0:
+            progress("finetune", metrics)
         session.report(dict(metrics), ckpt_dir)
     if best_weights is not None:
-        raw.load_state_dict(best_weights, strict=False)  # tied lm_head follows wte
-    return _final(model, raw, config, ft, tok, labels, max_len, st, meta, files, session, optimizer, device,
-                  autocast)
+        p.raw.load_state_dict(best_weights, strict=False)  # tied lm_head follows wte
+    return _final(p, state)
 
 
-def _final(model, raw, config, ft, tok, labels, max_len, st, meta, files, session, optimizer, device, autocast):
+def _val_loss(metrics: dict) -> dict:
+    return {"val_loss": metrics["val_loss"]} if "val_loss" in metrics else {}
+
+
+def _final(p: _Parts, state: ClassifyState) -> dict:
     """Test evaluation of the best weights (sharded, counts summed), then the final checkpoint."""
+    ft = p.run.finetune
     test_file = ft.test_file or ft.val_file
-    metrics = {"step": st["step"], "best_step": st["best_step"], "final": True}
-    if st["best"] > -math.inf:  # the validation metric of the weights tested (higher is better)
-        metrics["best_val"] = st["best"]
+    metrics = {"step": state.step, "best_step": state.best_step, "final": True}
+    if state.best > -math.inf:  # the validation metric of the weights tested (higher is better)
+        metrics.update(best_val=state.best, val_loss=state.best_val_loss)
     test = None
     if test_file:
-        te = load_split(test_file, ft, labels, ft.max_eval_examples)
-        cm, tloss = evaluate(model, encode(tok, te.texts, max_len), te.labels, len(labels), ft.eval_batch_size,
-                             session.rank, session.world, device, config["pad_id"], autocast)
-        pos = labels.index(ft.positive_label) if ft.positive_label else None
-        test = {"file": test_file, "loss": tloss, "skipped": te.skipped, **metrics_from_confusion(cm, labels, pos)}
+        te = load_split(test_file, ft, p.run.labels, ft.max_eval_examples)
+        pos = p.run.labels.index(ft.positive_label) if ft.positive_label else None
+        m, tloss = _score_set(p, te, encode(p.tok, te.texts, p.max_len), pos)
+        test = {"file": test_file, "loss": tloss, "skipped": te.skipped, **m}
         metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"])
-    ckpt_dir = None
-    if session.rank == 0:
-        st = {**st, "done": True}
-        files = {**files, "test.json": json.dumps(test, indent=2)}
-        ckpt_dir = save_classifier(Path(config["out"]) / ".ckpt-final", raw, config["model"],
-                                   {**meta, "step": st["step"], "best_step": st["best_step"]},
-                                   {"optimizer": optimizer.state_dict(), **st}, files=files)
-    session.report(metrics, ckpt_dir)
+    state = replace(state, done=True)
+    ckpt_dir = _save(p, "final", state, {"step": state.step, "best_step": state.best_step, **_val_loss(metrics)},
+                     files={"test.json": json.dumps(test, indent=2)})
+    p.session.report(metrics, ckpt_dir)
     return metrics
 
 
-def _ray_worker(config: dict) -> None:
-    from raylm.train.trainer import RaySession
-
-    classify_worker(config, RaySession(config["out"]))
+# ---------------------------------------------------------------- the driver
 
 
-def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: str | None,
-        model_cfg: GPTConfig | None = None, storage_path: str | None = None, data_dir: str | None = None) -> dict:
+def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: str | None,
+            model_cfg: GPTConfig | None, data_dir: str | None) -> tuple[ClassifyRun, str]:
+    """Every check that can fail before a worker starts, and the run's fixed inputs: the body's
+    architecture, tokenizer, label order and class weights. Returns (run, tokenizer path)."""
     from tokenizers import Tokenizer
 
     from raylm.data.tokenize import EOS
 
     if ft.task != "classify" or not ft.train_file:
-        raise ValueError("run_classify needs finetune.task=classify and finetune.train_file")
-    t0 = time.time()
+        raise ValueError("classification fine-tuning needs finetune.task=classify and finetune.train_file")
+    if cfg.parallelism == "fsdp" and cfg.num_workers > 1:
+        raise ValueError("train.parallelism=fsdp: classification fine-tuning runs DDP only (the model is "
+                         "replicated on every worker); set train.parallelism=ddp")
+    if cfg.keep_by == "val_loss" and not ft.val_file:
+        raise ValueError("train.keep_by=val_loss needs finetune.val_file: without validation no checkpoint "
+                         "has a val_loss to keep it by")
+    init_from = None if ft.random_init else init_from
     init_task = None
-    if ft.random_init:
-        init_from = None
     if init_from:
         init_task = json.loads((Path(init_from) / "model.json").read_text()).get("task")
         model_cfg = ckpt.read_model_config(init_from)  # the architecture is the checkpoint's
@@ -247,13 +313,7 @@ def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: st
         raise ValueError("random init (no init_from) needs a model config")
     tok_path = tokenizer_path(init_from, ft.tokenizer, ft.data_dir or data_dir)
     tok = Tokenizer.from_file(tok_path)
-    vocab = tok.get_vocab_size()
-    if model_cfg.vocab_size == 0:
-        model_cfg = replace(model_cfg, size=None, vocab_size=vocab)
-    elif model_cfg.vocab_size < vocab:
-        raise ValueError(f"model vocab_size {model_cfg.vocab_size} < tokenizer {tok_path} vocab {vocab}: "
-                         f"they were not made together")
-    model_cfg = replace(model_cfg, size=None)
+    model_cfg = model_cfg.with_vocab(tok.get_vocab_size(), f"tokenizer {tok_path}")
     texts, raw, _ = read_rows(ft.train_file, ft.format, ft.header, ft.columns, ft.text_column, ft.label_column,
                               ft.max_train_examples)
     labels = label_list(raw, ft.label_map, ft.labels)
@@ -265,46 +325,39 @@ def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: st
         balanced_weights(to_indices(texts, raw, ft.label_map, labels, {}).labels, len(labels))
         if ft.balanced_class_weights else [])
     eos = tok.token_to_id(EOS)
-    out_dir = Path(out).resolve()
-    config = {"finetune": ft, "train": cfg, "model": model_cfg, "labels": labels, "class_weights": weights,
-              "tokenizer_json": tok.to_str(), "pad_id": eos if eos is not None else 0, "init_from": init_from,
-              "init_task": init_task, "seed": seed, "out": str(out_dir)}
+    run = ClassifyRun(finetune=ft, train=cfg, model=model_cfg, labels=labels, class_weights=weights,
+                      tokenizer_json=tok.to_str(), pad_id=eos if eos is not None else 0, out=str(Path(out).resolve()),
+                      seed=seed, init_from=init_from, init_task=init_task)
+    return run, tok_path
+
+
+def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: str | None,
+        model_cfg: GPTConfig | None = None, storage_path: str | None = None, data_dir: str | None = None) -> dict:
+    """Fine-tune (on Ray Train; train.num_workers 0: in this process), write <out>/report.{json,md}
+    and <out>/result.json; returns the report."""
+    t0 = time.time()
+    job, tok_path = prepare(ft, cfg, out, seed, init_from, model_cfg, data_dir)
     if cfg.num_workers == 0:
-        session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints)
-        metrics = classify_worker(config, session)
+        session = LocalSession(dir=job.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
+        metrics = classify_worker(job, session)
         ck = str(session.latest_checkpoint())
         test = json.loads((Path(ck) / "test.json").read_text())
+        result = {"metrics": metrics, "checkpoint": ck}
     else:
-        metrics, ck, test = _fit_ray(config, cfg, storage_path or str(out_dir / "ray"))
-    report = {"task": "classify", "checkpoint": ck, "init_from": init_from, "tokenizer": tok_path,
-              "labels": labels, "class_weights": weights, "final": metrics, "test": test,
-              "config": {"finetune": asdict(ft), "train": asdict(cfg), "model": asdict(model_cfg)},
+        done = launch(classify_worker, job, cfg, storage_path=storage_path or job.out, name=RUN_NAME)
+        if done.ray_checkpoint is None:
+            raise RuntimeError("classification fine-tuning reported no checkpoint")
+        with done.ray_checkpoint.as_directory() as d:
+            test = json.loads((Path(d) / "test.json").read_text())
+        metrics, ck, result = done.metrics, done.checkpoint, done.as_dict()
+    report = {"task": "classify", "checkpoint": ck, "init_from": job.init_from, "tokenizer": tok_path,
+              "labels": job.labels, "class_weights": job.class_weights, "final": metrics, "test": test,
+              "config": {"finetune": asdict(ft), "train": asdict(cfg), "model": asdict(job.model)},
               "seconds": round(time.time() - t0, 2)}
+    out_dir = Path(job.out)
     write_report(report, out_dir)
-    (out_dir / "result.json").write_text(json.dumps({"metrics": metrics, "checkpoint": ck}, indent=2, default=str))
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return report
-
-
-def _fit_ray(config: dict, cfg: TrainConfig, storage_path: str):
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
-    trainer = TorchTrainer(
-        _ray_worker, train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources),
-        run_config=RunConfig(name=RUN_NAME, storage_path=storage_path,
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None)))
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError("classification fine-tuning reported no checkpoint")
-    with result.checkpoint.as_directory() as d:
-        test = json.loads((Path(d) / "test.json").read_text())
-    from raylm.train.checkpoint import uri_of
-
-    return result.metrics, uri_of(result.checkpoint), test
 
 
 def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:

@@ -24,7 +24,8 @@ import torch
 from raylm.data.shards import open_split
 
 
-def _h(*parts) -> int:
+def stable_hash(*parts) -> int:
+    """A 64-bit hash of the parts that is the same in every process and run (Python's hash() is not)."""
     return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "little")
 
 
@@ -35,7 +36,7 @@ def feistel_permute(idx: np.ndarray, n: int, key: int, rounds: int = 4) -> np.nd
     bits = max(2, int(np.ceil(np.log2(n))))
     bits += bits % 2
     half, mask = bits // 2, (1 << (bits // 2)) - 1
-    keys = [(_h(key, r) & 0xFFFFFFFF) for r in range(rounds)]
+    keys = [(stable_hash(key, r) & 0xFFFFFFFF) for r in range(rounds)]
     out = idx.astype(np.uint64).copy()
     todo = np.ones(len(out), dtype=bool)
     while todo.any():
@@ -63,7 +64,7 @@ class TokenWindows:
                              f"(shard sizes: {sizes}): add data or lower model.block_size")
 
     def _shift(self, epoch: int) -> int:
-        return 0 if self.split != "train" else _h(self.seed, "shift", epoch) % self.T
+        return 0 if self.split != "train" else stable_hash(self.seed, "shift", epoch) % self.T
 
     def _counts(self, epoch: int) -> np.ndarray:
         s = self._shift(epoch)
@@ -76,7 +77,7 @@ class TokenWindows:
         """Token windows (len(positions), T+1) as int64 for epoch-local sample positions."""
         counts = self._counts(epoch)
         n = int(counts.sum())
-        idx = feistel_permute(positions, n, _h(self.seed, "perm", epoch)) if shuffle else positions
+        idx = feistel_permute(positions, n, stable_hash(self.seed, "perm", epoch)) if shuffle else positions
         bounds = np.cumsum(counts)
         shard = np.searchsorted(bounds, idx, side="right")
         local = idx - (bounds[shard] - counts[shard])

@@ -207,12 +207,6 @@ def load_classifier(path: str | Path) -> tuple[SequenceClassifier, dict]:
     return model.eval(), meta
 
 
-def is_classifier(checkpoint: str | Path) -> bool:
-    """True for a checkpoint written by classification fine-tuning (model.json task=classify)."""
-    p = Path(checkpoint) / "model.json"
-    return p.is_file() and json.loads(p.read_text()).get("task") == "classify"
-
-
 def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str | None,
                  model_cfg: GPTConfig | None = None, storage_path: str | None = None,
                  data_dir: str | None = None) -> dict:

@@ -1,4 +1,10 @@
-"""Optimizers (weight decay on matrices only) and learning-rate schedules (pure functions)."""
+"""Optimizers and learning-rate schedules (pure functions).
+
+Parameter groups carry an `lr_scale`: every step the loop sets each group's lr to the schedule's
+lr times that scale (`set_lr`). Pretraining has two groups at scale 1 (matrices with weight
+decay, the rest without); classification fine-tuning builds per-depth groups with layer decay and
+a head multiplier (finetune.param_groups). Either list goes through `build_optimizer`.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,29 @@ import torch
 from raylm.train.config import OptimConfig, ScheduleConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Decay 2-D+ tensors (matmul weights, embeddings); never biases or norm gains."""
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay 2-D+ tensors (matmul weights, embeddings); never biases or norm gains. Scale 1."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0}]
+
+
+def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over `groups` (each with params, weight_decay and lr_scale)."""
+    for g in groups:
+        g.setdefault("lr_scale", 1.0)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    kw = {"fused": True} if decay and decay[0].is_cuda else {}
+    first = next((p for g in groups for p in g["params"]), None)
+    kw = {"fused": True} if first is not None and first.is_cuda else {}
     return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kw)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """This step's learning rate on every group, times the group's `lr_scale`."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)  # a checkpoint's groups from before lr_scale: 1
 
 
 def lr_at(step: int, lr: float, cfg: ScheduleConfig, max_steps: int) -> float:

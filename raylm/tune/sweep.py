@@ -92,11 +92,12 @@ def build_searcher(tc, seed: int, concurrency: int):
 
 
 def default_concurrency(train_cfg, resources: dict) -> int:
-    """How many trials' workers fit on the cluster at once (at least 1)."""
-    fit = int(resources.get("CPU", 0)) // (train_cfg.num_workers * train_cfg.cpus_per_worker)
-    if train_cfg.use_gpu:
-        fit = min(fit, int(resources.get("GPU", 0)) // train_cfg.num_workers)
-    return max(1, fit)
+    """How many trials' workers fit on the cluster at once (at least 1): every resource a worker
+    reserves (CPUs, GPUs, train.resources) counted against the cluster's total."""
+    from raylm.train.launch import worker_resources
+
+    need = {k: v * train_cfg.num_workers for k, v in worker_resources(train_cfg).items() if v > 0}
+    return max(1, min(int(resources.get(k, 0) // v) for k, v in need.items()))
 
 
 PG_KEY = "train_placement_group"  # result key: the hex id of the trial's Train placement group
@@ -159,39 +160,24 @@ def _free_stopped_trials_callback():
 
 def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str, metric: str) -> None:
     """One trial: sampled values -> strict RootConfig -> a Ray Train run reporting to Tune."""
-    import ray.train
     from ray import tune
-    from ray.train.torch import TorchConfig, TorchTrainer
 
-    from raylm.train.trainer import RUN_NAME, _ray_worker
+    from raylm.train.launch import launch
+    from raylm.train.loop import LMRun, train_worker
+    from raylm.train.trainer import RUN_NAME
 
-    # Train gives a worker group 60 s to start, then retries without end; on a busy node a fresh
-    # worker (Python + torch imports) can take longer than that every time. The controller reads
-    # this from the environment of the process that calls fit(): this trial actor.
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_START_TIMEOUT_S))
     trial_id = tune.get_context().get_trial_id()
     cfg = apply_values(base, {k: plain(v) for k, v in config.items()})
-    t = cfg.train
     trial_out = Path(tune_dir) / "trials" / trial_id
     C.save(cfg, trial_out / "config.yaml")
-    loop_config = {"model": cfg.model, "train": t, "data_dir": data_dir, "seed": cfg.seed, "init_from": None,
-                   "out": str(trial_out), "tb_dir": str(Path(tune_dir) / "tb" / trial_id)}
-    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
-    trainer = TorchTrainer(
-        _ray_worker,
-        train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if t.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
-                                               resources_per_worker=resources),
-        # A distinct storage path per trial (trial ids are stable across --resume, so an
-        # interrupted trial continues from its newest Train checkpoint).
-        run_config=ray.train.RunConfig(
-            name=RUN_NAME, storage_path=f"{storage}/trials/{trial_id}",
-            failure_config=ray.train.FailureConfig(max_failures=max(0, t.max_failures)),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.keep_checkpoints or None),
-            callbacks=_train_callbacks(metric)),
-    )
-    trainer.fit()
+    run = LMRun(model=cfg.model, train=cfg.train, data_dir=data_dir, out=str(trial_out), seed=cfg.seed,
+                tb_dir=str(Path(tune_dir) / "tb" / trial_id))
+    # A distinct storage path per trial (trial ids are stable across --resume, so an interrupted
+    # trial continues from its newest Train checkpoint). Train gives a worker group 60 s to start,
+    # then retries without end; on a busy node a fresh worker (Python + torch imports) can take
+    # longer than that every time.
+    launch(train_worker, run, cfg.train, storage_path=f"{storage}/trials/{trial_id}", name=RUN_NAME,
+           callbacks=_train_callbacks(metric), start_timeout_s=WORKER_START_TIMEOUT_S)
 
 
 def ensure_shards(cfg, out: Path) -> Path:
@@ -241,6 +227,7 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     from ray import tune
 
     from raylm.cluster import connect
+    from raylm.train.launch import storage_root
 
     tc, t = cfg.tune, cfg.train
     if t.num_workers < 1:
@@ -249,8 +236,7 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     params = parse_space(tc.space, base)
     out = Path(cfg.out).resolve()
     tune_dir = out / "tune"
-    storage = (f"{cfg.cluster.storage_path.rstrip('/')}/{out.name}/tune" if cfg.cluster.storage_path
-               else str(tune_dir))
+    storage = storage_root(cfg.cluster.storage_path, out, "tune")
     exp_path = f"{storage}/{tc.name}"
     connect(cfg.cluster, address)
     shards = ensure_shards(cfg, out)

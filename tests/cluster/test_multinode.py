@@ -217,25 +217,3 @@ def test_train_worker_lands_on_the_node_with_the_trainer_resource_or_label(tmp_p
         by_label = ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1},
                                  label_selector={"raylm-role": "train"})
         assert _train_once(by_label, tmp_path / "l") == train_node
-
-
-@pytest.mark.slow
-def test_raylm_trainer_honours_train_resources_and_labels(tmp_path, tiny_shards):
-    """The raylm trainer itself, once TrainConfig has `resources` and `label_selector` (proposed in
-    cluster/README.md, Placement): each pins the worker to the node that offers it."""
-    from raylm.model.gpt import GPTConfig
-    from raylm.train.config import ScheduleConfig, TrainConfig
-    from raylm.train.trainer import fit
-
-    if not {"resources", "label_selector"} <= set(TrainConfig.__dataclass_fields__):
-        pytest.skip("TrainConfig has no `resources` / `label_selector` yet (proposed in cluster/README.md)")
-    base = dict(max_steps=2, batch_size=2, eval_interval=2, eval_batches=1, log_interval=1, num_workers=1,
-                cpus_per_worker=1, schedule=ScheduleConfig(warmup_steps=0))
-    model = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
-    with simulated_cluster({"num_cpus": 1, "labels": {"raylm-role": "data"}},
-                           {"num_cpus": 1, "resources": {"trainer": 1}, "labels": {"raylm-role": "train"}}
-                           ) as (_, (_, train_node)):
-        fit(model, TrainConfig(**base, resources={"trainer": 1}), str(tiny_shards), str(tmp_path / "r"), seed=1)
-        fit(model, TrainConfig(**base, label_selector={"raylm-role": "train"}), str(tiny_shards),
-            str(tmp_path / "l"), seed=1)
-        assert _train_worker_nodes() == {train_node}

@@ -8,8 +8,9 @@ from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.data import Loader, TokenWindows, feistel_permute
-from raylm.train.loop import LocalSession, train_worker
-from raylm.train.optim import build_optimizer, lr_at
+from raylm.train.loop import LMRun, train_worker
+from raylm.train.session import LocalSession
+from raylm.train.optim import build_optimizer, decay_groups, lr_at
 
 
 def tiny_cfg(**kw):
@@ -47,7 +48,7 @@ def test_model_is_causal():
 
 
 def test_weight_decay_only_on_matrices():
-    opt = build_optimizer(GPT(tiny_cfg(bias=True)), OptimConfig(weight_decay=0.1))
+    opt = build_optimizer(decay_groups(GPT(tiny_cfg(bias=True)), 0.1), OptimConfig(weight_decay=0.1))
     decayed, plain = opt.param_groups
     assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() < 2 for p in plain["params"])
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) > 0
@@ -106,8 +107,8 @@ def _run(tiny_shards, out, steps, **kw):
     cfg = TrainConfig(max_steps=steps, batch_size=4, eval_interval=4, eval_batches=2, log_interval=1,
                       num_workers=0, keep_checkpoints=0, schedule=ScheduleConfig(warmup_steps=2, decay_steps=12), **kw)
     session = LocalSession(dir=str(out), keep=0)
-    train_worker({"model": tiny_cfg(vocab_size=0, dropout=0.1), "train": cfg, "data_dir": str(tiny_shards),
-                  "seed": 3, "out": str(out)}, session)
+    train_worker(LMRun(model=tiny_cfg(vocab_size=0, dropout=0.1), train=cfg, data_dir=str(tiny_shards), seed=3,
+                       out=str(out)), session)
     return session
 
 
@@ -163,8 +164,8 @@ def test_keep_best_by_val_loss_plus_newest(tiny_shards, tmp_path):
     cfg = TrainConfig(max_steps=12, batch_size=4, eval_interval=2, eval_batches=2, log_interval=2, num_workers=0,
                       keep_checkpoints=2, keep_by="val_loss", schedule=ScheduleConfig(warmup_steps=2))
     s = LocalSession(dir=str(tmp_path), keep=2, keep_by="val_loss")
-    train_worker({"model": tiny_cfg(vocab_size=0), "train": cfg, "data_dir": str(tiny_shards), "seed": 3,
-                  "out": str(tmp_path)}, s)
+    train_worker(LMRun(model=tiny_cfg(vocab_size=0), train=cfg, data_dir=str(tiny_shards), seed=3,
+                       out=str(tmp_path)), s)
     kept = sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").glob("step-*"))
     vals = {m["step"]: m["val_loss"] for m in s.history if "val_loss" in m}
     best2 = sorted(sorted(vals, key=vals.get)[:2])
@@ -181,8 +182,8 @@ def test_compiled_training_matches_eager_and_checkpoints_plain_weights(tiny_shar
         cfg = TrainConfig(max_steps=4, batch_size=4, eval_interval=4, eval_batches=2, log_interval=1,
                           num_workers=0, keep_checkpoints=0, compile=compiled, schedule=ScheduleConfig(warmup_steps=1))
         session = LocalSession(dir=str(tmp_path / str(compiled)), keep=0)
-        train_worker({"model": tiny_cfg(vocab_size=0, dropout=0.0), "train": cfg, "data_dir": str(tiny_shards),
-                      "seed": 3, "out": str(tmp_path / str(compiled))}, session)
+        train_worker(LMRun(model=tiny_cfg(vocab_size=0, dropout=0.0), train=cfg, data_dir=str(tiny_shards),
+                           seed=3, out=str(tmp_path / str(compiled))), session)
         hist[compiled] = [m["loss"] for m in session.history]
     assert len(hist[True]) == 4 and hist[True] == pytest.approx(hist[False], abs=1e-4)
     m = ckpt.load_model(tmp_path / "True" / "checkpoints" / "step-4")

@@ -72,9 +72,14 @@ def test_domains_and_schedulers_without_a_cluster():
     with pytest.raises(ValueError, match="grace_period"):
         build_scheduler(TuneConfig(grace_period=700), 600, 100)
 
-    class T:
-        num_workers, cpus_per_worker, use_gpu = 2, 2, False
+    from raylm.train.config import TrainConfig
+
+    T = TrainConfig(num_workers=2, cpus_per_worker=2)
     assert default_concurrency(T, {"CPU": 9.0}) == 2 and default_concurrency(T, {"CPU": 2.0}) == 1
+    # every resource a worker reserves counts: 2 trials' CPUs fit, but only 1 trial's `trainer`s
+    R = TrainConfig(num_workers=2, cpus_per_worker=2, resources={"trainer": 1})
+    assert default_concurrency(R, {"CPU": 9.0, "trainer": 3.0}) == 1
+    assert default_concurrency(TrainConfig(num_workers=1, use_gpu=True), {"CPU": 8.0, "GPU": 2.0}) == 2
     import numpy as np
     assert type(plain(np.int64(3))) is int and plain([1]) == [1]
 
