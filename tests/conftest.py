@@ -31,9 +31,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def ray_session():
     """One Ray for all integration tests: 2 CPUs, dashboard on (Tune + Train need it)."""
-    import ray
-
     import socket
+
+    import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     with socket.socket() as s:  # a free port: another Ray on this machine may hold 8265
@@ -47,27 +47,17 @@ def ray_session():
 
 
 def make_tiny_shards(out_dir: Path, text: str | None = None, n_docs: int = 60) -> Path:
-    """Char-level shards (train + val) written with the real writer, without Ray."""
+    """Char-level shards (train + val, every 10th paragraph val) in raylm's format, without Ray."""
     import pyarrow as pa
 
     from raylm.data import shards
-    from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+    from raylm.data.tokenize import char_tokenizer
 
     text = text or (REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text()[:60_000]
     paras = [p for p in text.split("\n\n") if p.strip()][:n_docs]
-    tok = char_tokenizer(text)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "tokenizer.json").write_text(tok.to_str())
-    docs = pa.table({"id": [f"d{i:04d}" for i in range(len(paras))], "text": paras})
-    enc = Encoder(tok.to_str(), keep=("id",))(docs)
-    split = ["val" if i % 10 == 0 else "train" for i in range(len(paras))]
-    metas = []
-    for s in ("train", "val"):
-        part = enc.filter(pa.array([x == s for x in split]))
-        part = part.append_column("shard", pa.array([f"{s}-00000"] * part.num_rows))
-        metas.append(shards.write_shard(part, str(out_dir), "uint16").to_pylist()[0])
-    shards.write_manifest(out_dir, metas, dtype="uint16", vocab_size=tok.get_vocab_size(),
-                          eos_id=tok.token_to_id(EOS), tokenizer="tokenizer.json")
+    docs = pa.table({"id": [f"d{i:04d}" for i in range(len(paras))], "text": paras,
+                     "split": ["val" if i % 10 == 0 else "train" for i in range(len(paras))]})
+    shards.write_local(docs, char_tokenizer(text), out_dir)
     return out_dir
 
 

@@ -11,7 +11,10 @@ Each shard is written to a temp name, renamed, then marked done (`<name>.done`, 
 checksum): a rerun skips shards whose marker and checksum match. `manifest.json` is written
 last; its presence means the whole output is complete.
 
-`write_all` is the Ray Data shell that writes it for `raylm data`.
+Two writers produce this format from the same parts (Encoder, `add_shard`, `write_shard`,
+`write_manifest`): `write_all`, the Ray Data shell of `raylm data`, and `write_local`, one
+process without Ray, for tests, benchmarks and small corpora. Same documents, tokenizer and seed:
+same bytes.
 """
 
 from __future__ import annotations
@@ -137,6 +140,27 @@ def write_all(docs, tok: Tokenizer, out_dir: Path, cfg: ShardConfig, seed: int) 
             .groupby("shard", num_partitions=sum(n_shards.values()))
             .map_groups(_write_paused, fn_args=(str(out_dir), dtype, pause_s), batch_format="pyarrow").take_all())
     return [dict(r) for r in rows]
+
+
+def write_local(docs: pa.Table, tok: Tokenizer, out_dir: str | Path, cfg: ShardConfig | None = None,
+                seed: int = 0, extra: dict | None = None) -> dict:
+    """Shards, indexes, tokenizer.json and manifest of `docs` (id, text, split, optional
+    provenance columns) in this process, without Ray; returns the manifest. The bytes are those
+    `write_all` writes for the same documents, tokenizer, shard config and seed. Holds every
+    document's tokens in memory: for tests, benchmarks and corpora of a few hundred MB."""
+    cfg = cfg or ShardConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok_json = tok.to_str()
+    atomic.write_text(out / TOKENIZER, tok_json)
+    enc = Encoder(tok_json, INDEX_COLUMNS)(docs)
+    sums = _token_sums(enc)
+    enc = add_shard(enc, shard_counts(dict(zip(sums["split"].to_pylist(), sums["n"].to_pylist())), cfg), seed)
+    fields = tokenizer_fields(tok)
+    metas = [write_shard(enc.filter(pc.equal(enc["shard"], name)), str(out), fields["dtype"]).to_pylist()[0]
+             for name in sorted(set(enc["shard"].to_pylist()))]
+    write_manifest(out, metas, **fields, extra=extra)
+    return read_manifest(out)
 
 
 def _token_sums(batch: pa.Table) -> pa.Table:
