@@ -31,7 +31,7 @@ import torch
 from benchmarks._common import write_result
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train.config import OptimConfig
-from raylm.train.optim import build_optimizer
+from raylm.train.optim import build_optimizer, decay_groups
 
 SHAPES = [(4, 128), (4, 256), (6, 256)]  # (n_layer, n_embd)
 HEADLINE = "4L/256"
@@ -53,7 +53,7 @@ def build(n_layer: int, n_embd: int, precision: str, a: argparse.Namespace):
                     vocab_size=a.vocab, dropout=0.1)
     torch.manual_seed(0)
     model = GPT(cfg)
-    opt = build_optimizer(model, OptimConfig(lr=1e-3))
+    opt = build_optimizer(decay_groups(model, 0.1), OptimConfig(lr=1e-3))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def step(inp: torch.Tensor) -> float:

@@ -23,7 +23,7 @@ from benchmarks._common import write_result
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train.config import OptimConfig
 from raylm.train.loop import KNOWN_PEAK
-from raylm.train.optim import build_optimizer
+from raylm.train.optim import build_optimizer, decay_groups
 
 BASELINE = {"name": "llm.c GPT-2 124M on H100 (reported)", "value": 0.60}
 
@@ -37,7 +37,7 @@ def measure(batch: int, steps: int, warmup: int, compile: bool, peak: float | No
     cfg = GPTConfig(size="gpt2", block_size=1024, vocab_size=50304, dropout=0.0)
     torch.manual_seed(0)
     model = GPT(cfg).to(dev)
-    opt = build_optimizer(model, OptimConfig(lr=6e-4, weight_decay=0.1, beta2=0.95))
+    opt = build_optimizer(decay_groups(model, 0.1), OptimConfig(lr=6e-4, weight_decay=0.1, beta2=0.95))
     step_model = torch.compile(model) if compile else model
     T = cfg.block_size
     x = torch.randint(0, cfg.vocab_size, (batch, T + 1), device=dev)

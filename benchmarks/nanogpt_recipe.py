@@ -25,7 +25,7 @@ import torch
 from benchmarks._common import write_result
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train.config import OptimConfig, ScheduleConfig
-from raylm.train.optim import build_optimizer, lr_at
+from raylm.train.optim import build_optimizer, decay_groups, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 T, B, ITERS = 64, 12, 2000
@@ -34,7 +34,7 @@ T, B, ITERS = 64, 12, 2000
 def run(train: np.ndarray, val: np.ndarray, vocab: int, seed: int) -> float:
     torch.manual_seed(seed)
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=T, vocab_size=vocab, dropout=0.0, bias=False))
-    opt = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99))
+    opt = build_optimizer(decay_groups(model, 0.1), OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99))
     sched = ScheduleConfig(warmup_steps=100, min_lr=1e-4, decay_steps=ITERS)
     gen = torch.Generator().manual_seed(seed)
     tr = torch.from_numpy(train)

@@ -167,7 +167,8 @@ def gathered_record(data_dir: str) -> dict:
 
 
 def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str, dict]:
-    from raylm.train.loop import LocalSession, resolve_model_config, train_worker
+    from raylm.train.loop import LMRun, train_worker
+    from raylm.train.session import LocalSession
 
     tc = TrainConfig(max_steps=a.pretrain_steps, batch_size=a.batch, eval_interval=max(1, a.pretrain_steps // 4),
                      log_interval=max(1, a.pretrain_steps // 20), eval_batches=10, num_workers=0,
@@ -176,8 +177,7 @@ def pretrain(a, shards_dir: Path, model_cfg: GPTConfig, out: Path) -> tuple[str,
                                              wsd_decay_fraction=0.4))
     session = LocalSession(dir=str(out), keep=1)
     t0 = time.time()
-    metrics = train_worker({"model": resolve_model_config(model_cfg, str(shards_dir)), "train": tc,
-                            "data_dir": str(shards_dir), "seed": 1, "out": str(out)}, session)
+    metrics = train_worker(LMRun(model=model_cfg, train=tc, data_dir=str(shards_dir), seed=1, out=str(out)), session)
     metrics["seconds"] = round(time.time() - t0, 1)
     return str(session.latest_checkpoint()), metrics
 
