@@ -64,7 +64,7 @@ def load_synonyms(path: str | None) -> dict[str, list[str]]:
 
 
 _TOKEN = re.compile(r"(\S+)(\s*)")
-_EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)  # leading punct, core word, trailing punct
+_EDGE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)  # leading punct, core word, trailing punct
 
 
 def _synonym_for(word: str, syn: dict[str, list[str]], rng: random.Random) -> str | None:

@@ -52,7 +52,7 @@ def load_words(path: str | None) -> re.Pattern:
     """One regex over all words and phrases, on word boundaries, case-insensitive."""
     words = sorted(_read_list(path, "badwords_en.txt"), key=len, reverse=True)
     alt = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words) or r"(?!x)x"
-    return re.compile(rf"(?<!\w)(?:{alt})(?!\w)", re.I)
+    return re.compile(rf"(?<!\w)(?:{alt})(?!\w)", re.IGNORECASE)
 
 
 def domain_blocked(url: str | None, domains: frozenset[str]) -> bool:

@@ -125,7 +125,7 @@ def apply(table: pa.Table, cfg: ExtractConfig | None = None) -> pa.Table:
             else:
                 try:
                     new = extract_html(t, cfg)
-                except Exception:  # a malformed page must not fail the batch
+                except Exception:  # noqa: BLE001  a malformed page must not fail the batch
                     new, reason = t, "error"
                 else:
                     if len(new) < max(1, cfg.min_chars):

@@ -70,7 +70,7 @@ def clean_text(text: str, cfg: NormaliseConfig) -> str:
     text = _CONTROL.sub("", text)
     text = _HSPACE.sub(" ", text)
     text = _TRAIL.sub("\n", text)
-    text = re.sub("\n{%d,}" % (cfg.max_blank_lines + 2), "\n" * (cfg.max_blank_lines + 1), text)
+    text = re.sub(f"\n{{{cfg.max_blank_lines + 2},}}", "\n" * (cfg.max_blank_lines + 1), text)
     return text.strip()
 
 
@@ -91,7 +91,7 @@ def normalise_one(value: str | bytes | None, cfg: NormaliseConfig) -> tuple[str 
         if len(out) < max(1, cfg.min_chars):
             return out, "empty"
         return out, None
-    except Exception as e:  # one bad row must not fail the batch (e.g. ftfy on odd input)
+    except Exception as e:  # noqa: BLE001  one bad row must not fail the batch (e.g. ftfy on odd input)
         return value if isinstance(value, str) else None, f"error:{type(e).__name__}"
 
 

@@ -152,7 +152,7 @@ _PHONE_PRE = re.compile(r"\d\d[\d ().-]{3,}\d")
 # Words that say a nearby number is a phone number (lower-cased match).
 _PHONE_WORDS = re.compile(r"phone|\btel\b|tel\.|telephone|call|mobile|\bcell|\bfax|\bdesk|office|"
                           r"contact|\bsms|\btext|whatsapp|\bdial|\bmob\b|\bph\b|messages? to|"
-                          r"answering|registered|reach", re.I)
+                          r"answering|registered|reach", re.IGNORECASE)
 # Strong shapes that are phones without context: NANP 3-3-4 and 2-digit groups (FR/NL style).
 _PHONE_STRONG = re.compile(r"\d{3}([.-])\d{3}\1\d{4}|\d{2}([.-])\d{2}(?:\2\d{2}){2,3}")
 # A number followed by a capitalised word ("6556 106 Rue ...") is a street address, not a phone.

@@ -176,7 +176,7 @@ def gopher_quality(text: str, words: list[str], cfg: GopherQualityConfig) -> str
     return None
 
 
-_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.I)
+_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _SENTENCE = re.compile(r"[.!?]+(?:\s|$)")
 
