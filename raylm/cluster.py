@@ -6,9 +6,10 @@ else a local Ray sized to this machine.
 
 A local Ray runs its workers at `cluster.worker_niceness` (default 0, Ray's own default is 15):
 the workers are the job, and at nice 15 every tick of Ray's daemons or any other process
-preempts the training threads (Ray Train / plain PyTorch on 2 cores: 0.923 at nice 0,
-benchmarks/results/shakespeare_char.json, against 0.916 at nice 15,
-shakespeare_char_worker_nice15.json: within this VM's run-to-run noise). On `ray start` clusters
+preempts the training threads. Measured on 2 cores, Ray Train over plain PyTorch: 0.954 at nice 0
+(benchmarks/results/shakespeare_char.json, steady state), 0.916 at nice 15
+(shakespeare_char_worker_nice15.json, an older whole-run method, so not a like-for-like
+comparison; docs/benchmarks.md). On `ray start` clusters
 set RAY_worker_niceness=0 in the environment of `ray start` (cluster/ does).
 """
 
