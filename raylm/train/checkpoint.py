@@ -10,18 +10,16 @@ Layout of one checkpoint directory:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from raylm import atomic
 from raylm.config import from_dict
-from raylm.data.ingest.objstore import is_remote
 from raylm.model.gpt import GPT, GPTConfig
+from raylm.storage import from_uri, is_remote
 
 TIED = "lm_head.weight"
 
@@ -34,24 +32,12 @@ def model_state(model: torch.nn.Module, weights: dict | None = None, tied: str =
     return sd
 
 
-@contextmanager
-def atomic_dir(path: Path):
-    """Yield a temp directory beside `path`; on success it replaces `path` in one rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    yield tmp
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-
-
 def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
          extra: dict | None = None, weights: dict | None = None) -> Path:
     """Write a checkpoint directory atomically (temp dir, then rename). `weights` overrides
     `model.state_dict()` (a gathered full state dict under FSDP)."""
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with atomic.directory(path) as tmp:
         save_file(model_state(model, weights), tmp / "model.safetensors")
         (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
         if state is not None:
@@ -121,15 +107,13 @@ def fetch(ck: str, cache_dir: str | Path) -> str:
 
     import pyarrow.fs as pafs
 
-    from raylm.data.ingest.objstore import from_uri
-
     dest = Path(cache_dir) / hashlib.sha1(ck.encode()).hexdigest()[:16]
     if (dest / "model.json").is_file():
         return str(dest)
     fs, path = from_uri(ck)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"checkpoint {ck} not found (no such directory on the object store)")
-    with atomic_dir(dest) as tmp:
+    with atomic.directory(dest) as tmp:
         pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         if not (tmp / "model.json").is_file():
             raise FileNotFoundError(f"{ck} is not a raylm checkpoint (no model.json)")

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from raylm import atomic
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
 
@@ -172,7 +173,7 @@ def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, me
     extra text files (name -> content), e.g. the tokenizer, so the directory is self-contained;
     `tensors` extra safetensors files (name -> state dict)."""
     path = Path(path)
-    with ckpt.atomic_dir(path) as tmp:
+    with atomic.directory(path) as tmp:
         save_file(weights if weights is not None else classifier_state(model), tmp / "model.safetensors")
         (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), "task": "classify", **meta},
                                                    indent=2))

@@ -1,9 +1,6 @@
 """Ingest path expansion: the `paths` entries of an ingest config (files, directories, globs,
-URIs) -> the files to read, for every file-based source (files, WARC).
-
-URI parsing and file systems are raylm.storage's; the names re-exported below keep
-`raylm.data.ingest.objstore.is_remote` / `from_uri` importable for raylm/train/checkpoint.py
-until it imports them from raylm.storage.
+URIs) -> the files to read, for every file-based source (files, WARC). URI parsing and file
+systems are raylm.storage's.
 """
 
 from __future__ import annotations
@@ -15,9 +12,7 @@ from urllib.parse import quote, unquote
 import pyarrow.fs as pafs
 
 from raylm.data.schema import file_names
-from raylm.storage import from_uri, is_remote, public_uri, resolve
-
-__all__ = ["expand", "from_uri", "glob_regex", "is_remote", "public_uri", "resolve"]
+from raylm.storage import is_remote, public_uri, resolve
 
 
 def _file_uri(entry: str, root: str, base: str, f: str) -> str:
