@@ -93,9 +93,9 @@ def run_size(n: int, workdir: str, partitions: int) -> dict:
 
     ds = ray.data.range(n, override_num_blocks=max(4, n // 20_000)).map_batches(
         gen_batch, batch_format="numpy", batch_size=5_000, num_cpus=0.5).materialize()  # not timed
-    cfg = DedupConfig(num_partitions=partitions)
+    cfg = DedupConfig(num_partitions=partitions, workdir=workdir)
     t0 = time.perf_counter()
-    marked = run(ds, cfg, workdir)
+    marked = run(ds, cfg)
     counts = marked.map_batches(lambda t: pa.table({"n": [t.num_rows], "dropped": [t.num_rows - int(
         schema.kept_mask(t).to_numpy(zero_copy_only=False).sum())]}), batch_format="pyarrow").sum(["n", "dropped"])
     seconds = time.perf_counter() - t0

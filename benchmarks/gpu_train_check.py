@@ -27,7 +27,7 @@ import torch
 
 from benchmarks._common import write_result
 from raylm.data import shards
-from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+from raylm.data.tokenize import char_tokenizer
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.trainer import fit
@@ -36,20 +36,12 @@ TEXT = Path(__file__).resolve().parents[1] / "raylm" / "assets" / "tinyshakespea
 
 
 def build_shards(out: Path) -> Path:
+    """Char-level shards of the Shakespeare slice: one document per paragraph, every tenth in val."""
     text = TEXT.read_text()
     paras = [p for p in text.split("\n\n") if p.strip()]
-    tok = char_tokenizer(text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizer.json").write_text(tok.to_str())
-    enc = Encoder(tok.to_str(), keep=("id",))(pa.table({"id": [f"d{i:05d}" for i in range(len(paras))],
-                                                         "text": paras}))
-    metas = []
-    for s in ("train", "val"):
-        part = enc.filter(pa.array([(i % 10 == 0) == (s == "val") for i in range(len(paras))]))
-        part = part.append_column("shard", pa.array([f"{s}-00000"] * part.num_rows))
-        metas.append(shards.write_shard(part, str(out), "uint16").to_pylist()[0])
-    shards.write_manifest(out, metas, dtype="uint16", vocab_size=tok.get_vocab_size(),
-                          eos_id=tok.token_to_id(EOS), tokenizer="tokenizer.json")
+    docs = pa.table({"id": [f"d{i:05d}" for i in range(len(paras))], "text": paras,
+                     "split": ["val" if i % 10 == 0 else "train" for i in range(len(paras))]})
+    shards.write_local(docs, char_tokenizer(text), out)
     return out
 
 

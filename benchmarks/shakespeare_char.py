@@ -40,7 +40,7 @@ import torch
 
 from benchmarks._common import write_result
 from raylm.data import shards
-from raylm.data.tokenize import EOS, Encoder, char_tokenizer
+from raylm.data.tokenize import char_tokenizer
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.trainer import fit
@@ -59,24 +59,17 @@ INIT, SCHEDULE = "xavier_uniform", "wsd"
 def prepare(text: str, out: Path) -> Path:
     """nanoGPT's split: first 90% of characters train, last 10% val, one shard each."""
     n = len(text)
-    tok = char_tokenizer(text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizer.json").write_text(tok.to_str())
-    metas = []
-    for split, part in (("train", text[: int(n * 0.9)]), ("val", text[int(n * 0.9):])):
-        enc = Encoder(tok.to_str(), keep=("id",))(pa.table({"id": [split], "text": [part]}))
-        enc = enc.append_column("shard", pa.array([f"{split}-00000"]))
-        metas.append(shards.write_shard(enc, str(out), "uint16").to_pylist()[0])
-    shards.write_manifest(out, metas, dtype="uint16", vocab_size=tok.get_vocab_size(), eos_id=tok.token_to_id(EOS),
-                          tokenizer="tokenizer.json")
+    docs = pa.table({"id": ["train", "val"], "text": [text[: int(n * 0.9)], text[int(n * 0.9):]],
+                     "split": ["train", "val"]})
+    shards.write_local(docs, char_tokenizer(text), out)
     return out
 
 
 def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batches: int,
               parallelism: str = "ddp", schedule: str = SCHEDULE) -> TrainConfig:
-    return TrainConfig(max_steps=iters, parallelism=parallelism, batch_size=12, grad_clip=1.0, eval_interval=eval_interval,
-                       eval_batches=eval_batches, log_interval=25, num_workers=workers, cpus_per_worker=cpus,
-                       keep_checkpoints=1,
+    return TrainConfig(max_steps=iters, parallelism=parallelism, batch_size=12, grad_clip=1.0,
+                       eval_interval=eval_interval, eval_batches=eval_batches, log_interval=25,
+                       num_workers=workers, cpus_per_worker=cpus, keep_checkpoints=1,
                        optim=OptimConfig(lr=1e-3, weight_decay=0.1, beta2=0.99),
                        schedule=ScheduleConfig(name=schedule, warmup_steps=100, min_lr=1e-4, decay_steps=2000,
                                                wsd_decay_fraction=0.4))

@@ -85,7 +85,8 @@ def parse() -> argparse.Namespace:
                    help="SST-2 model selection: held-out whole sentences (see above) or dev.tsv phrases")
     p.add_argument("--val-sentences", type=int, default=1000, help="--selection sentences: how many")
     p.add_argument("--seeds", type=int, default=1,
-                   help="SST-2 fine-tuning seeds per lr; lr chosen on the mean validation score, test reported as the mean")
+                   help="SST-2 fine-tuning seeds per lr; lr chosen on the mean validation score, "
+                        "test reported as the mean")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="TrainConfig.precision for pretraining and both fine-tuning arms (bf16 = autocast; on a "
@@ -118,24 +119,15 @@ def labelled(path: str, header: bool, text_col: str) -> tuple[list[str], list[st
 def build_shards(texts: list[str], out: Path, vocab: int, seed: int) -> Path:
     """Tokenizer + train/val shards in raylm's format, in-process (no Ray Data needed at this size)."""
     from raylm.data import shards
-    from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, train_bpe
+    from raylm.data.tokenize import TokenizerConfig, train_bpe
 
     if (out / "manifest.json").is_file():
         return out
-    out.mkdir(parents=True, exist_ok=True)
     tok = train_bpe(texts, TokenizerConfig(vocab_size=vocab, min_frequency=2))
-    (out / "tokenizer.json").write_text(tok.to_str())
-    docs = pa.table({"id": [f"d{i:07d}" for i in range(len(texts))], "text": texts})
-    enc = Encoder(tok.to_str(), keep=("id",))(docs)
-    rng = np.random.default_rng(seed)
-    is_val = rng.random(len(texts)) < 0.02
-    metas = []
-    for split, mask in (("train", ~is_val), ("val", is_val)):
-        part = enc.filter(pa.array(mask))
-        part = part.append_column("shard", pa.array([f"{split}-00000"] * part.num_rows))
-        metas.append(shards.write_shard(part, str(out), "uint16").to_pylist()[0])
-    shards.write_manifest(out, metas, dtype="uint16", vocab_size=tok.get_vocab_size(), eos_id=tok.token_to_id(EOS),
-                          tokenizer="tokenizer.json")
+    is_val = np.random.default_rng(seed).random(len(texts)) < 0.02
+    docs = pa.table({"id": [f"d{i:07d}" for i in range(len(texts))], "text": texts,
+                     "split": ["val" if v else "train" for v in is_val]})
+    shards.write_local(docs, tok, out)
     return out
 
 
@@ -218,7 +210,8 @@ def finetune_best_lr(a, ft: FinetuneConfig, init_from: str | None, model_cfg: GP
         per_seed = [{"seed": s, "dev": r["final"]["best_val"], "best_step": r["final"].get("best_step"),
                      "test_accuracy": r["test"]["accuracy"], "test_macro_f1": r["test"]["macro_f1"]}
                     for s, r in zip(seeds, rs)]
-        tried[lr] = {key: float(np.mean([p[key] for p in per_seed])) for key in ("dev", "test_accuracy", "test_macro_f1")}
+        tried[lr] = {key: float(np.mean([p[key] for p in per_seed]))
+                     for key in ("dev", "test_accuracy", "test_macro_f1")}
         tried[lr].update(seconds=round(sum(r["seconds"] for r in rs), 2), per_seed=per_seed)
     best = max(tried, key=lambda lr: tried[lr]["dev"])
     summary = {"test": {"accuracy": tried[best]["test_accuracy"], "macro_f1": tried[best]["test_macro_f1"]},
@@ -358,7 +351,8 @@ def main() -> None:
             {"metric": "agnews_macro_f1_random_init", "value": f1["random_init"], "unit": "macro F1 on test.tsv",
              "baseline": {"name": "bag-of-words logistic regression", "value": ag_bow_f1}, **common},
             {"metric": "agnews_bow_logreg_macro_f1", "value": ag_bow_f1, "unit": "macro F1 on test.tsv",
-             "baseline": {"name": "random init transformer", "value": f1["random_init"]}, "C": agb["C"] if ag_bow_f1 is not None else None},
+             "baseline": {"name": "random init transformer", "value": f1["random_init"]},
+             "C": agb["C"] if ag_bow_f1 is not None else None},
         ]
     records = [r for r in records if r["value"] is not None and r["baseline"]["value"] is not None]
     write_result("transfer_sst2" + ("_quick" if a.quick else "") + ("_gpu" if a.gpu else "")

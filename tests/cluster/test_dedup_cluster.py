@@ -40,9 +40,8 @@ def test_three_nodes_same_clusters_as_one_process(three_nodes, shared_data, tmp_
     ray = three_nodes
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
     docs = schema.conform(load_spdx(shared_data / "neardup" / "spdx-license-list-6.12.0.tgz"))
-    cfg = DedupConfig(num_partitions=3)
-    out = pa.concat_tables(ray.get(run(ray.data.from_arrow(docs).repartition(6), cfg,
-                                       str(tmp_path / "dedup")).to_arrow_refs()))
+    cfg = DedupConfig(num_partitions=3, workdir=str(tmp_path / "dedup"))
+    out = pa.concat_tables(ray.get(run(ray.data.from_arrow(docs).repartition(6), cfg).to_arrow_refs()))
     want, want_clusters, _ = dedup_local(docs, cfg)
     assert dict(zip(out["id"].to_pylist(), out["drop"].to_pylist())) == \
         dict(zip(want["id"].to_pylist(), want["drop"].to_pylist()))

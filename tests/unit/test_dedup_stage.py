@@ -100,7 +100,6 @@ def test_workdir_comes_from_the_config_then_the_run(tmp_path):
     assert workdir_of(DedupConfig(), ctx) == str(tmp_path / "dedup")
     assert workdir_of(DedupConfig(workdir="dd"), ctx) == str(tmp_path / "dd")
     assert workdir_of(DedupConfig(workdir="/abs/dd"), ctx) == "/abs/dd"
-    assert workdir_of(DedupConfig(workdir="/abs/dd"), "/given") == "/given"  # the pre-context signature
     assert workdir_of(DedupConfig(workdir="dd"), None) == "dd"
 
 

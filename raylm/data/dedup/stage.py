@@ -252,20 +252,15 @@ def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
     atomic.write_text(path, json.dumps(want, indent=1, sort_keys=True))
 
 
-def workdir_of(cfg: DedupConfig, ctx: StageContext | str | None) -> str:
+def workdir_of(cfg: DedupConfig, ctx: StageContext | None) -> str:
     """Where the step outputs go: cfg.workdir when set (relative: under the run's data folder),
-    else <ctx.out>/dedup in a pipeline run, else (called alone) a fresh temp folder.
-
-    A str `ctx` is a workdir that wins over cfg.workdir: the signature before StageContext,
-    which benchmarks/dedup_scale.py and tests/cluster/test_dedup_cluster.py still call."""
-    if isinstance(ctx, str):
-        return ctx
+    else <ctx.out>/dedup in a pipeline run, else (called alone) a fresh temp folder."""
     if cfg.workdir:
         return str(ctx.out / cfg.workdir) if ctx is not None else cfg.workdir
     return str(ctx.out / "dedup") if ctx is not None else tempfile.mkdtemp(prefix="raylm-dedup-")
 
 
-def run(ds, cfg: DedupConfig, ctx: StageContext | str | None = None):
+def run(ds, cfg: DedupConfig, ctx: StageContext | None = None):
     """Mark exact / URL / near duplicates in `ds` and write the step outputs under the workdir
     (`workdir_of`).
 
@@ -310,14 +305,14 @@ def run(ds, cfg: DedupConfig, ctx: StageContext | str | None = None):
             cands = _step(workdir, "candidates", EDGE_SCHEMA,
                           lambda: lsh.run(sigs, cfg.lsh, cfg.minhash.num_perm, p, lsh_info), summary)
         summary["candidates"].update(lsh_info)
-        if cfg.verify and cfg.previous:
-            build_edges = lambda: incremental.verify_run(
-                cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
-        elif cfg.verify:
-            build_edges = lambda: verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)
-        else:
-            build_edges = lambda: cands.map_batches(
-                unverified, batch_format="pyarrow", num_cpus=0.5)
+
+        def build_edges():
+            if cfg.verify and cfg.previous:
+                return incremental.verify_run(cands, ds, lsh_sigs, cfg.threshold, cfg.minhash.ngram, rule, p)
+            if cfg.verify:
+                return verify.run(cands, ds, cfg.threshold, cfg.minhash.ngram, rule, p)
+            return cands.map_batches(unverified, batch_format="pyarrow", num_cpus=0.5)
+
         edges = _step(workdir, "edges", verify.SCORED_SCHEMA, build_edges, summary, after="candidates")
         comp_schema = components.EDGE_SCHEMA
         info: dict = {}
