@@ -172,6 +172,7 @@ def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
     if (shard_dir / shards.MANIFEST).exists():
         m = shards.read_manifest(shard_dir)
         if m.get("fingerprint") == fp:
+            shards.check(shard_dir, full=True)  # a damaged shard is an error, never "complete"
             log.info("data already complete in %s (same config); skipping", shard_dir)
             return m
     shard_dir.mkdir(parents=True, exist_ok=True)

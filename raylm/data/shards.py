@@ -9,7 +9,9 @@ Documents go to shard `hash(id) mod n` and are ordered by id inside a shard, so 
 every shard depend only on the documents, never on Ray's block boundaries or task timing.
 Each shard is written to a temp name, renamed, then marked done (`<name>.done`, JSON with its
 checksum): a rerun skips shards whose marker and checksum match. `manifest.json` is written
-last; its presence means the whole output is complete.
+last; its presence means the whole output is complete. `check` tests finished shards against
+it (sizes always, sha256 once per file state) on a rerun's skip path and before training;
+`open_split` checks sizes where the shards are memory-mapped.
 
 Two writers produce this format from the same parts (Encoder, `add_shard`, `write_shard`,
 `write_manifest`): `write_all`, the Ray Data shell of `raylm data`, and `write_local`, one
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -36,8 +39,13 @@ from tokenizers import Tokenizer
 from raylm import atomic
 from raylm.data.tokenize import EOS, Encoder, token_dtype
 
+log = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
+VERIFIED = ".verified.json"  # `check`'s sha256 cache: .bin name -> {size, mtime_ns, sha256}
+REBUILD = "rebuild it with `raylm data <config> --overwrite`"  # the end of every bad-shard error
+_RACY_NS = 2_000_000_000     # see `check`
 FORMAT_VERSION = 1
 # Document columns carried into each shard's index where present (`split` only routes documents).
 INDEX_COLUMNS = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at", "lang",
@@ -202,22 +210,108 @@ def read_manifest(data_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _all_shards(m: dict) -> list[dict]:
+    return [s for split in m["splits"].values() for s in split["shards"]]
+
+
+def _bad(s: dict, what: str) -> ValueError:
+    return ValueError(f"shard {s['name']} {what}: {REBUILD}")
+
+
+def _sized(data_dir: Path, s: dict, dtype: str) -> os.stat_result:
+    """Stat shard `s`'s .bin: it exists and holds its manifest token count (ValueError if not)."""
+    path = data_dir / s["file"]
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise _bad(s, f"is missing ({path})") from None
+    want = s["tokens"] * np.dtype(dtype).itemsize
+    if st.st_size != want:
+        raise _bad(s, f"has the wrong size ({path}: {st.st_size:,} bytes, the manifest says "
+                                f"{s['tokens']:,} {dtype} tokens = {want:,} bytes)")
+    return st
+
+
+def check(data_dir: str | Path, *, full: bool = True) -> None:
+    """Raise a one-line ValueError naming the first bad shard of `data_dir` and the command that
+    rebuilds it; return quietly when every shard is whole.
+
+    Always (cheap): the tokenizer file exists, and every shard's .bin exists with the size its
+    manifest entry implies (tokens x dtype size) and its .idx.parquet exists. full=True adds each
+    .bin's sha256 against the manifest, hashed once per file state: VERIFIED (hidden JSON beside
+    the shards, written atomically) records size, mtime_ns and sha256 after a hash that matched,
+    and a file whose size and mtime_ns still equal its entry is not read again. So `raylm data`'s
+    skip path and every training run after it hash a shard once, not once per run. The cache
+    catches accidents (a truncated copy, a flipped byte, a rebuilt shard), not a writer that
+    restores size and mtime on purpose."""
+    d = Path(data_dir)
+    m = read_manifest(d)
+    tok = d / m["tokenizer"]
+    if not tok.is_file():
+        raise ValueError(f"{tok} is missing (the tokenizer of the shards in {d}): {REBUILD}")
+    cache = _read_cache(d) if full else {}
+    names = {s["file"] for s in _all_shards(m)}
+    keep = {k: v for k, v in cache.items() if k in names}
+    try:
+        for s in _all_shards(m):
+            st = _sized(d, s, m["dtype"])
+            if not (d / s["index"]).is_file():
+                raise _bad(s, f"has no index ({d / s['index']})")
+            if not full:
+                continue
+            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": s["sha256"]}
+            if keep.get(s["file"]) == entry:
+                continue
+            keep.pop(s["file"], None)
+            started = time.time_ns()
+            got = sha256_file(d / s["file"])
+            if got != s["sha256"]:
+                raise _bad(s, f"does not match its checksum ({d / s['file']}: sha256 {got[:12]}..., "
+                                 f"the manifest says {s['sha256'][:12]}...)")
+            # Cache only a file that did not change while it was hashed and whose mtime is older
+            # than the hash by more than a coarse file-system clock tick (2 s, as FAT; ext4: ~4 ms):
+            # a write in the same tick as the hash would otherwise keep the entry valid.
+            after = (d / s["file"]).stat()
+            if (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns) \
+                    and st.st_mtime_ns < started - _RACY_NS:
+                keep[s["file"]] = entry
+    finally:
+        if full and keep != cache:
+            _write_cache(d, keep)
+
+
+def _read_cache(d: Path) -> dict:
+    try:
+        cache = json.loads((d / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(d: Path, cache: dict) -> None:
+    try:
+        atomic.write_text(d / VERIFIED, json.dumps(cache, indent=1, sort_keys=True))
+    except OSError as e:  # read-only shards: every run hashes them again, nothing worse
+        log.debug("cannot write %s: %s", d / VERIFIED, e)
+
+
 def verify(data_dir: str | Path) -> list[str]:
-    """Checksums of every shard against the manifest; returns the names that do not match."""
-    m = read_manifest(data_dir)
-    bad = []
-    for split in m["splits"].values():
-        for s in split["shards"]:
-            p = Path(data_dir) / s["file"]
-            if not p.is_file() or sha256_file(p) != s["sha256"]:
-                bad.append(s["name"])
-    return bad
+    """The names of the shards whose .bin is missing or does not match its sha256 (all hashed,
+    no cache); `check` is what runs call."""
+    d = Path(data_dir)
+    return [s["name"] for s in _all_shards(read_manifest(d))
+            if not (d / s["file"]).is_file() or sha256_file(d / s["file"]) != s["sha256"]]
 
 
 def open_split(data_dir: str | Path, split: str) -> list[np.memmap]:
-    """Memory-map every shard of `split`, in manifest order."""
-    m = read_manifest(data_dir)
+    """Memory-map every shard of `split`, in manifest order, each checked to have its manifest
+    size (a truncated shard is a one-line ValueError, never an IndexError mid-training)."""
+    d = Path(data_dir)
+    m = read_manifest(d)
     if split not in m["splits"]:
         raise ValueError(f"split {split!r} not in {data_dir} (has: {', '.join(m['splits'])})")
-    return [np.memmap(Path(data_dir) / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<"), mode="r")
-            for s in m["splits"][split]["shards"]]
+    out = []
+    for s in m["splits"][split]["shards"]:
+        _sized(d, s, m["dtype"])
+        out.append(np.memmap(d / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<"), mode="r"))
+    return out
