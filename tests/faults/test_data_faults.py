@@ -1,13 +1,16 @@
-"""Fault injection on `raylm data` (issue 27).
+"""Fault injection on `raylm data` (issue 27): damaged shards and binary input.
 
 - a byte flipped in a finished shard: the rerun with the same config, which used to say "already
-  complete", is a one-line error naming the shard and the command that rebuilds it.
+  complete", is a one-line error naming the shard and the command that rebuilds it;
+- a binary file among text inputs is dropped as `ingest:binary` and counted, and adds nothing to
+  a character vocabulary.
 
-Runs `pipeline.run` on configs/tiny.yaml's data section in the session Ray.
+Both run `pipeline.run` on configs/tiny.yaml's data section in the session Ray.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,3 +48,17 @@ def test_flipped_byte_in_a_finished_shard_fails_the_rerun(ray_session, tmp_path)
     with pytest.raises(ValueError, match=victim["name"]):  # what training checks before it starts
         shards.check(tmp_path / "shards")
 
+
+def test_binary_file_among_text_inputs_is_dropped_and_counted(ray_session, tmp_path):
+    """The reproduction: a binary file read as txt grew a char vocabulary from 65 to 474."""
+    import gzip
+
+    binary = tmp_path / "in" / "blob.txt"
+    binary.parent.mkdir()
+    binary.write_bytes(gzip.compress(TEXT.read_bytes()[:200_000], mtime=0))
+    data, seed = _tiny(paths=[str(TEXT), str(binary)])
+    data = replace(data, tokenizer=replace(data.tokenizer, kind="char"))
+    m = pipeline.run(data, tmp_path / "run", seed)
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert stats["drop_reasons"].get("ingest:binary") == 1, stats["drop_reasons"]
+    assert m["vocab_size"] <= len(set(TEXT.read_text())) + 2  # the text's characters, <unk>, EOS

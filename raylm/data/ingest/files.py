@@ -4,10 +4,27 @@ Paths are expanded on the driver (a list of names, not data); each file is read 
 by one Ray task, so reading scales with the cluster. A file is parsed whole in its task:
 keep single files below a few GB (split bigger ones; Ray Data's own readers are the way for
 huge parquet datasets).
+
+Text is read as UTF-8 (UTF-16/32 when the file starts with their byte-order mark). Binary or
+mostly non-text input is dropped as `ingest:binary`, never tokenised (a binary file read as txt
+once grew a character vocabulary from 65 to 474 symbols):
+
+- a txt or jsonl file whose first BINARY_HEAD characters hold a NUL, or more than BINARY_SHARE
+  of whose characters are non-text (`non_text_share`), is one dropped row;
+- any document (txt unit, jsonl or parquet text) of at least BINARY_MIN_DOC characters more
+  than BINARY_SHARE non-text is dropped; shorter ones are too short to tell.
+
+Measured: every text file in ../shared/data, the SPDX license texts and raylm/assets has 0
+non-text characters and no NUL (tests/unit/test_files_binary.py keeps checking it); gzip, PNG,
+JPEG, PDF, ELF, sqlite, .npy, .pyc, parquet and token shards have a NUL in their first 8 KiB and
+a non-text share of 0.35 to 0.92. Latin-1 text read as UTF-8 is ~2-5% U+FFFD and passes; Cyrillic or
+Greek text in an 8-bit code page (KOI8-R, cp1251) is largely U+FFFD as UTF-8 and is dropped:
+convert it to UTF-8.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import io
 import json
@@ -27,6 +44,14 @@ from raylm.data.schema import conform, doc_id, make_docs
 log = logging.getLogger(__name__)
 
 FORMATS = ("txt", "jsonl", "parquet")
+
+BINARY_HEAD = 8192      # characters of a txt/jsonl file searched for a NUL
+BINARY_SHARE = 0.2      # most non-text characters a file or a document may hold (share of its length)
+BINARY_MIN_DOC = 64     # documents shorter than this (characters) are not judged on their own
+# Non-text: U+FFFD (an undecodable byte) and C0 controls but tab, newline, form feed and CR; DEL.
+_NON_TEXT = re.compile("[\ufffd\x00-\x08\x0b\x0e-\x1f\x7f]")
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE starts
+              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))  # like UTF-16 LE
 
 
 @dataclass
@@ -70,6 +95,20 @@ def _format_of(path: str, fmt: str, strict: bool = True) -> str | None:
     return None
 
 
+def non_text_share(text: str) -> float:
+    """The share of `text`'s characters that are not text (U+FFFD, C0 controls but tab, newline,
+    form feed and CR, DEL); 0.0 for empty text."""
+    return (len(text) - len(_NON_TEXT.sub("", text))) / len(text) if text else 0.0  # no list of matches
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 with replacement; UTF-16/32 when the bytes start with their byte-order mark."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
+    return data.decode("utf-8", errors="replace")
+
+
 def _mtime(fs: pafs.FileSystem, path: str) -> str | None:
     m = fs.get_file_info(path).mtime
     return m.astimezone(dt.UTC).isoformat(timespec="seconds") if m else None
@@ -82,7 +121,8 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
     Each document's id is stable: hash of the file's location-free `name` (from `expand`;
     default: `uri`) and the record's position in it. `uri` is kept as provenance, without query
     options or credentials (storage.public_uri).
-    Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file.
+    Undecodable bytes are replaced (U+FFFD) and counted, so one bad byte never loses a file;
+    binary or mostly non-text input is dropped as `ingest:binary` (the module docstring's rule).
     """
     uri = storage.public_uri(uri)  # no query options: they are not the suffix either
     fmt = _format_of(uri, cfg.format)
@@ -95,6 +135,8 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
         counts["records"] += 1
         if drop is None and (text is None or len(text.strip()) < max(cfg.min_chars, 1)):
             drop = "ingest:too_short"
+        if drop is None and len(text) >= BINARY_MIN_DOC and non_text_share(text) > BINARY_SHARE:
+            drop = "ingest:binary"
         if drop:
             counts["skipped_" + drop.split(":")[1]] = counts.get("skipped_" + drop.split(":")[1], 0) + 1
             text = ""
@@ -112,8 +154,12 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
                 cols[cfg.license_field][i] if cfg.license_field in cols else None)
         return make_docs(rows), counts
 
-    text = data.decode("utf-8", errors="replace")
+    text = _decode(data)
     counts["decode_errors"] = text.count("\ufffd") - data.count("\ufffd".encode())
+    if "\x00" in text[:BINARY_HEAD] or non_text_share(text) > BINARY_SHARE:
+        log.warning("skipping binary or mostly non-text file %s (data.ingest.files reads UTF-8 text)", uri)
+        add("file", None, drop="ingest:binary")
+        return make_docs(rows), counts
     if fmt == "jsonl":
         for i, line in enumerate(text.splitlines()):
             if not line.strip():
@@ -149,7 +195,8 @@ def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Ta
             raise
         shown = storage.public_uri(uri)
         log.warning("skipping unreadable file %s: %s", shown, e)
-        row = {"id": doc_id(name or shown, "file"), "text": "", "source": "file", "uri": shown, "drop": "ingest:bad_file"}
+        row = {"id": doc_id(name or shown, "file"), "text": "", "source": "file", "uri": shown,
+               "drop": "ingest:bad_file"}
         return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
 
 
