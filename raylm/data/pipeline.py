@@ -22,8 +22,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,7 +47,7 @@ from raylm.data.quality import QualityConfig
 from raylm.data.schema import DOC_COLUMNS, conform, kept_mask
 from raylm.data.shards import ShardConfig
 from raylm.data.split import SplitConfig
-from raylm.data.tokenize import TokenizerConfig, build_tokenizer
+from raylm.data.tokenize import TokenizerConfig, build_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,45 @@ def placement(label_selector: dict[str, str]):
 def _import(path: str):
     mod, fn = path.rsplit(":", 1)
     return getattr(__import__(mod, fromlist=[fn]), fn)
+
+
+def check_inputs(cfg: DataConfig, out: str | Path) -> None:
+    """Fail fast, before Ray starts: every input file the config names exists and is readable.
+
+    Checks the ingest files and WARC paths (expanded as the run expands them: a missing path or
+    a glob matching nothing is a FileNotFoundError naming the config key), the tokenizer file
+    (and that it has the EOS token), and, for the steps the run executes, decontam's benchmark
+    files and dedup's previous workdirs. Crawl seeds are URLs, fetched only by the run. `out` is
+    the run's data folder (relative stage paths are under it; none is an input today). Lists
+    names and reads small files only: no Ray, no document is read."""
+    from pyarrow.fs import FileType
+
+    from raylm.data.dedup import incremental
+    from raylm.data.ingest import files, warc
+    from raylm.storage import is_remote, resolve
+
+    def readable(key: str, uri: str) -> None:  # local files: the access check of open()
+        if not is_remote(uri) and not os.access(resolve(uri)[1], os.R_OK):
+            raise PermissionError(f"{key}: {uri} is not readable")
+
+    ing = cfg.ingest
+    for key, paths, expand in (("data.ingest.files.paths", ing.files.paths, files.expand_paths),
+                               ("data.ingest.warc.paths", ing.warc.paths, warc.expand_paths)):
+        for uri in expand(paths) if paths else []:  # listed, so they exist
+            readable(key, uri)
+    if cfg.tokenizer.path:
+        load_tokenizer(cfg.tokenizer.path)  # a small JSON file, read again by the run
+    if "decontam" in plan(cfg.steps):
+        for p in cfg.decontam.paths:
+            fs, where = resolve(p)
+            if fs.get_file_info(where).type != FileType.File:
+                raise FileNotFoundError(f"data.decontam.paths: {p} does not exist")
+            readable("data.decontam.paths", p)
+    if "dedup" in plan(cfg.steps) and cfg.dedup.previous:
+        for prev in cfg.dedup.previous:
+            if not Path(prev).is_dir():
+                raise FileNotFoundError(f"data.dedup.previous: {prev} does not exist")
+        incremental.check_previous(cfg.dedup.previous, asdict(cfg.dedup.minhash), cfg.dedup.survivor)
 
 
 def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:

@@ -13,6 +13,7 @@ distributedly (per-batch character sets, unioned).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -42,16 +43,28 @@ class TokenizerConfig:
             raise ValueError("sample_bytes must be >= 1")
 
 
+def load_tokenizer(path: str) -> Tokenizer:
+    """data.tokenizer.path's tokenizer.json; one-line errors when it is missing, is not one, or
+    has no EOS token."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data.tokenizer.path: {path} does not exist")
+    try:
+        tok = Tokenizer.from_file(path)
+    except Exception as e:  # tokenizers raises a bare Exception for a file it cannot parse
+        raise ValueError(f"data.tokenizer.path: {path} is not a tokenizer.json "
+                         f"({' '.join(str(e).split())})") from None
+    if tok.token_to_id(EOS) is None:
+        raise ValueError(f"data.tokenizer.path: {path} has no {EOS} token")
+    return tok
+
+
 def build_tokenizer(docs, cfg: TokenizerConfig) -> Tokenizer:
     """The tokenizer of a run: read from cfg.path, or built from `docs` (a Ray Dataset of kept
     documents with their `split`): a char vocabulary of every split, unioned from per-batch
     character sets, or BPE trained on at most cfg.sample_bytes of the train split, streamed to
     the driver (the one single-machine step; see the module docstring)."""
     if cfg.path:
-        tok = Tokenizer.from_file(cfg.path)
-        if tok.token_to_id(EOS) is None:
-            raise ValueError(f"data.tokenizer.path {cfg.path} has no {EOS} token")
-        return tok
+        return load_tokenizer(cfg.path)
     if cfg.kind == "char":
         rows = docs.map_batches(char_set, batch_format="pyarrow").take_all()
         return char_tokenizer("".join(r["chars"] for r in rows))

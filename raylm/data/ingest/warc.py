@@ -61,7 +61,7 @@ class WarcConfig:
 def expand(paths: list[str]) -> list[tuple[str, str]]:
     """Files, directories (recursive, WARC suffixes only) and globs -> sorted (file URI,
     location-free name) pairs; the name keys the records' ids (objstore.expand)."""
-    return objstore.expand(paths, lambda f: f.endswith(_WARC_SUFFIXES), "warc.paths")
+    return objstore.expand(paths, lambda f: f.endswith(_WARC_SUFFIXES), "data.ingest.warc.paths")
 
 
 def expand_paths(paths: list[str]) -> list[str]:
