@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: demo test test-all test-fast install clean
+.PHONY: demo test test-all test-fast lint install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-all: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
+
+# Static checks (pyflakes, pycodestyle, bugbear; rules in pyproject.toml). CI runs this first.
+lint: $(STAMP)
+	$(BIN)/ruff check raylm tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache

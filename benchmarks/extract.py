@@ -74,7 +74,8 @@ def main():
              "pages": len(pages), "docs": args.docs,
              "f1": "mean per-page F1 of lower-cased \\w+ token multisets, extracted text vs "
                    "raylm.data.extract.rst_text(_sources/<page>.rst.txt) (the source with its reST markup dropped)",
-             "f1_raw_source": "the same against the raw .rst.txt, markup included (role names, toctree file names...)",
+             "f1_raw_source_means": "the same against the raw .rst.txt, markup included (role names, toctree "
+                                    "file names...)",
              "f1_raw_source_token_set": "F1 of distinct tokens per page against the raw .rst.txt"}
     records = [
         {"metric": "extraction_f1", "value": res["resiliparse"]["f1"], "unit": "mean token F1",

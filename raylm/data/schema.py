@@ -25,7 +25,6 @@ DOC_COLUMNS: dict[str, pa.DataType] = {
     "drop": pa.string(),          # null = kept; else "<stage>:<reason>"
 }
 DOC_SCHEMA = pa.schema([pa.field(k, t) for k, t in DOC_COLUMNS.items()])
-PROVENANCE = ("id", "source", "uri", "url", "license", "content_type", "fetched_at")
 
 
 def doc_id(uri: str, key: str | int) -> str:

@@ -49,7 +49,8 @@ def merge(rows: list[str], stages: list[str]) -> dict:
         total["augmented"] += d.get("augmented", 0)
         for k in ("drops", "bytes", "counts", "split"):
             total[k].update(d.get(k, {}))
-    report = {"documents_read": total["rows"] - total["augmented"], "stages": [], "drop_reasons": dict(sorted(total["drops"].items())),
+    report = {"documents_read": total["rows"] - total["augmented"], "stages": [],
+              "drop_reasons": dict(sorted(total["drops"].items())),
               "counts": dict(sorted(total["counts"].items())), "split_documents": dict(total["split"])}
     # Reasons from a source (ingest:, warc:, crawl:) were dropped before the first stage.
     docs = report["documents_read"] - sum(n for r, n in total["drops"].items() if r.split(":", 1)[0] not in stages)

@@ -12,7 +12,7 @@ and lets `set_*_state_dict` keep its shard.
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
@@ -32,7 +32,8 @@ def parallelize(model: torch.nn.Module, kind: str, world: int, device: torch.dev
             fully_shard(block)
         fully_shard(model)
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def no_grad_sync(model: torch.nn.Module, kind: str, world: int, last_micro: bool):

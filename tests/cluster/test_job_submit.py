@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import closing
 from pathlib import Path
 
 import pytest

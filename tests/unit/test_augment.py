@@ -1,4 +1,3 @@
-import random
 
 import pyarrow as pa
 import pytest

@@ -29,7 +29,8 @@ def test_result_records_have_required_fields(path: Path):
     for rec in records:
         assert isinstance(rec, dict), f"{path.name}: a record is not an object"
         if rec.get("exploration") is True:
-            assert "metric" in rec and ("what" in rec or "method" in rec), f"{path.name}: exploration without a description"
+            assert "metric" in rec and ("what" in rec or "method" in rec), \
+                f"{path.name}: exploration without a description"
             continue
         missing = [k for k in REQUIRED if k not in rec]
         assert not missing, f"{path.name} ({rec.get('metric')}): missing {missing}"

@@ -59,7 +59,7 @@ def test_fast_mode_equals_datasketch_with_its_hashfunc():
     sig = signatures_from_hashes(hv, offsets, cfg)
     for i, t in enumerate(texts):
         table = dict(zip(shingles(t, 2), hv[offsets[i]:offsets[i + 1]].tolist()))
-        want = _datasketch(shingles(t, 2), 32, 3, "affine32", hashfunc=lambda s: table[s] & 0xFFFFFFFF)
+        want = _datasketch(shingles(t, 2), 32, 3, "affine32", hashfunc=lambda s, table=table: table[s] & 0xFFFFFFFF)
         np.testing.assert_array_equal(sig[i], want)
 
 

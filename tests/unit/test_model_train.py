@@ -170,7 +170,8 @@ def test_keep_best_by_val_loss_plus_newest(tiny_shards, tmp_path):
     vals = {m["step"]: m["val_loss"] for m in s.history if "val_loss" in m}
     best2 = sorted(sorted(vals, key=vals.get)[:2])
     assert kept == sorted(set(best2) | {12})
-    assert all(json.loads((tmp_path / "checkpoints" / f"step-{k}" / "model.json").read_text())["step"] == k for k in kept)
+    assert all(json.loads((tmp_path / "checkpoints" / f"step-{k}" / "model.json").read_text())["step"] == k
+               for k in kept)
 
 
 @pytest.mark.slow  # inductor compiles C++ kernels: ~30-60 s on 2 cores

@@ -146,8 +146,9 @@ def test_record_ids_do_not_depend_on_where_the_warc_is(warc_dir, tmp_path):
     def ids(entry):
         return [r["id"] for u, n in expand([entry]) for r in read_warc(u, WarcConfig(), name=n)]
 
-    assert ids(str(tmp_path / "a")) == ids(str(tmp_path / "b/c/*.wet.gz")) == ids(str(warc_dir / "whirlwind.warc.wet.gz"))
-    assert ids(str(tmp_path / "a")) != [r["id"] for r in read_warc(str(tmp_path / "a/whirlwind.warc.wet.gz"), WarcConfig())]
+    wet = "whirlwind.warc.wet.gz"
+    assert ids(str(tmp_path / "a")) == ids(str(tmp_path / "b/c/*.wet.gz")) == ids(str(warc_dir / wet))
+    assert ids(str(tmp_path / "a")) != [r["id"] for r in read_warc(str(tmp_path / "a" / wet), WarcConfig())]
 
 
 def test_config_checks():

@@ -108,8 +108,8 @@ def optimal_param(threshold: float, num_perm: int, fp_weight: float = 0.5,
     best, opt = float("inf"), (0, 0)
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp, _ = quad(lambda s: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)
-            fn, _ = quad(lambda s: 1 - (1 - (1 - s ** float(r)) ** float(b)), threshold, 1.0)
+            fp, _ = quad(lambda s, r=r, b=b: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)
+            fn, _ = quad(lambda s, r=r, b=b: 1 - (1 - (1 - s ** float(r)) ** float(b)), threshold, 1.0)
             err = fp * fp_weight + fn * fn_weight
             if err < best:
                 best, opt = err, (b, r)
@@ -271,7 +271,6 @@ def _numpy_shingle_hashes(texts: pa.LargeStringArray, n: int) -> tuple[np.ndarra
     """fast_shingle_hashes on already lowercased, null-free `texts`, in numpy (the reference)."""
     data, starts, ends, lens = _tokens(texts)
     w = _word_hashes(data, starts, ends)
-    n_docs = len(lens)
     tok_start = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     n_sh = np.where(lens > 0, np.maximum(lens - n + 1, 1), 0)
     offsets = np.concatenate([[0], np.cumsum(n_sh)]).astype(np.int64)

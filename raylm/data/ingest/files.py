@@ -43,8 +43,6 @@ from raylm.data.schema import conform, doc_id, make_docs
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("txt", "jsonl", "parquet")
-
 BINARY_HEAD = 8192      # characters of a txt/jsonl file searched for a NUL
 BINARY_SHARE = 0.2      # most non-text characters a file or a document may hold (share of its length)
 BINARY_MIN_DOC = 64     # documents shorter than this (characters) are not judged on their own
