@@ -1,0 +1,182 @@
+"""What a stage's output folder carries so that a rerun never mixes two configs' work.
+
+Every stage folder (`<out>/data`, `<out>/train`, `<out>/finetune`, a sweep's folder) records, in
+`fingerprint.json`, the config keys its output depends on and a fingerprint of its inputs (the
+shards a training run reads). A rerun into the same folder compares before any work:
+
+- same keys: the stage resumes (finished shards are skipped, training continues from its newest
+  checkpoint);
+- different keys: it refuses with one line naming them, unless `--overwrite`, which first moves
+  the stage's old folder aside in one rename and deletes it;
+- a folder that holds nothing but the saved config (a run that failed its checks) is no output.
+
+Keys that only say where or how fast a stage runs (workers, GPUs, placement, logging,
+`max_steps`, checkpoint keeping) may change between reruns: a training run can resume on other
+hardware or train longer. Folders written before fingerprint.json existed are compared through
+the `config.yaml` saved beside them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raylm import atomic
+from raylm.config import to_dict
+
+RECORD = "fingerprint.json"
+# Saved beside the output but not output: a folder holding only these was never written to.
+NOT_OUTPUT = {"config.yaml", RECORD, "logs", ".lock"}
+# Keys that may change between reruns into the same folder (dotted prefixes).
+RUNTIME = ("train.num_workers", "train.cpus_per_worker", "train.use_gpu", "train.resources",
+           "train.label_selector", "train.max_failures", "train.keep_checkpoints", "train.keep_by",
+           "train.log_interval", "train.eval_interval", "train.eval_batches", "train.peak_flops",
+           "train.compile", "train.precision", "train.parallelism", "train.max_steps",
+           "train.early_stopping_patience", "train.early_stopping_min_delta", "train.data_dir",
+           "finetune.data_dir", "finetune.eval_batch_size", "data.label_selector",
+           "model.activation_checkpointing")
+# The config sections each stage's output depends on.
+SECTIONS = {"data": ("seed", "data"), "train": ("seed", "model", "train"),
+            "finetune": ("seed", "model", "train", "finetune"), "tune": ("seed", "model", "train", "tune")}
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def _is_runtime(key: str) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in RUNTIME)
+
+
+def record_of(cfg, stage: str, inputs: dict[str, str] | None = None) -> dict:
+    """The record a stage writes: its config keys (runtime ones left out) and input fingerprints."""
+    raw = to_dict(cfg)
+    keys = {k: v for s in SECTIONS[stage] for k, v in flatten({s: raw[s]}).items() if not _is_runtime(k)}
+    return {"stage": stage, "config": keys, "inputs": dict(inputs or {})}
+
+
+def _previous(stage_dir: Path, stage: str) -> dict | None:
+    """The record the folder's output was written with; None when it holds no output."""
+    p = stage_dir / RECORD
+    if p.is_file():
+        return json.loads(p.read_text())
+    if not stage_dir.is_dir() or all(c.name in NOT_OUTPUT or atomic.is_temp(c.name) for c in stage_dir.iterdir()):
+        return None
+    saved = stage_dir / "config.yaml"
+    if not saved.is_file():
+        return {"stage": stage, "config": {}, "inputs": {}, "unknown": True}
+    raw = yaml.safe_load(saved.read_text()) or {}
+    keys = {k: v for s in SECTIONS[stage] if s in raw for k, v in flatten({s: raw[s]}).items()
+            if not _is_runtime(k)}
+    return {"stage": stage, "config": keys, "inputs": {}, "legacy": True}
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """'key: old -> new' for every key that changed (inputs included)."""
+    out = []
+    for part in ("config", "inputs"):
+        a, b = old.get(part, {}), new.get(part, {})
+        if part == "inputs" and old.get("legacy"):
+            continue  # an older raylm recorded no input fingerprints
+        for k in sorted(set(a) | set(b)):
+            if a.get(k, "<unset>") != b.get(k, "<unset>"):
+                out.append(f"{k}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}")
+    return out
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def claim(stage_dir: str | Path, record: dict, *, overwrite: bool = False) -> None:
+    """Before a stage does any work: make `stage_dir` this record's, or refuse.
+
+    Raises FileExistsError (one line, exit 2) when the folder holds output written with other
+    config keys or inputs; with `overwrite` the old folder is removed first (moved aside in one
+    rename, then deleted), so nothing of it is mixed into the new output."""
+    stage_dir = Path(stage_dir)
+    old = _previous(stage_dir, record["stage"])
+    if old is not None and overwrite:
+        remove(stage_dir)
+    elif old is not None:
+        changed = ["(written without a record of its config)"] if old.get("unknown") else differences(old, record)
+        if changed:
+            shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+            raise FileExistsError(
+                f"{stage_dir} holds {record['stage']} output of another config ({shown}): rerun with "
+                f"--overwrite to replace it, or set another out")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(stage_dir / RECORD, json.dumps(record, indent=2, default=str))
+
+
+def remove(path: str | Path) -> None:
+    """Delete a folder so that no reader sees half of it: one rename to a temp, then the delete."""
+    path = Path(path)
+    if not path.exists():
+        return
+    tmp = atomic.temp_path(path)
+    path.rename(tmp)
+    shutil.rmtree(tmp)
+
+
+def shards_fingerprint(manifest: dict) -> str:
+    """What a training run's input is: the shards' checksums, dtype and vocabulary (not their path,
+    so shards copied elsewhere are the same input)."""
+    shards = sorted((s["name"], s["sha256"]) for split in manifest["splits"].values() for s in split["shards"])
+    key = {"shards": shards, "vocab_size": manifest["vocab_size"], "dtype": manifest["dtype"],
+           "eos_id": manifest.get("eos_id")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_held: dict[str, int] = {}  # out folder -> open lock file descriptor, held until this process exits
+
+
+def lock(out: str | Path, command: str) -> None:
+    """Hold an advisory lock on `out` for the rest of this process, or refuse with one line.
+
+    `<out>/.lock` is flock()ed (the kernel drops it when the holder dies, so a stale lock from a
+    killed run is simply taken over) and names its holder (host, PID, start time, command) for
+    the refusal message. On file systems without flock (some network mounts) it locks nothing."""
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _held:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FileExistsError(f"{out} is in use by another raylm run ({holder}): wait for it to finish, "
+                              f"or set another out") from None
+    except OSError:  # no flock here: run unlocked rather than refuse
+        os.close(fd)
+        return
+    os.ftruncate(fd, 0)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}: raylm {command}\n".encode())
+    _held[key] = fd
+
+
+def release_locks() -> None:
+    """Drop every lock this process holds (the tests run several commands in one process)."""
+    for fd in _held.values():
+        os.close(fd)
+    _held.clear()
