@@ -5,10 +5,13 @@ Layout of one checkpoint directory:
   model.json          the model config, to rebuild the model and refuse a shape mismatch
   state.pt            optimizer, step, data position, RNG states, early-stopping state;
                       loaded with torch.load(weights_only=True): no pickled code runs.
+  checksums.json      sha256 of every other file; `verify` checks them before a resume, so a
+                      corrupt newest checkpoint is skipped for the one before (loop.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +25,7 @@ from raylm.model.gpt import GPT, GPTConfig
 from raylm.storage import from_uri, is_remote
 
 TIED = "lm_head.weight"
+CHECKSUMS = "checksums.json"
 
 
 def model_state(model: torch.nn.Module, weights: dict | None = None, tied: str = TIED) -> dict[str, torch.Tensor]:
@@ -30,6 +34,34 @@ def model_state(model: torch.nn.Module, weights: dict | None = None, tied: str =
           for k, v in (weights if weights is not None else model.state_dict()).items()}
     sd.pop(tied, None)  # shares storage with wte.weight; safetensors refuses shared tensors
     return sd
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 22):
+            h.update(b)
+    return h.hexdigest()
+
+
+def write_checksums(directory: Path) -> None:
+    """checksums.json: sha256 of every file in a checkpoint directory being written."""
+    sums = {p.name: _sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != CHECKSUMS}
+    (directory / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+
+
+def verify(path: str | Path) -> list[str]:
+    """Files of a checkpoint whose content is not what was written (missing, or another sha256);
+    [] when all match. A checkpoint from before checksums.json existed cannot be checked: []."""
+    path = Path(path)
+    listed = path / CHECKSUMS
+    if not listed.is_file():
+        return [] if (path / "model.json").is_file() else ["model.json"]
+    try:
+        sums = json.loads(listed.read_text())
+    except ValueError:
+        return [CHECKSUMS]
+    return [name for name, digest in sums.items() if not (path / name).is_file() or _sha256(path / name) != digest]
 
 
 def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
@@ -42,12 +74,17 @@ def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: 
         (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
         if state is not None:
             torch.save(state, tmp / "state.pt")
+        write_checksums(tmp)
     return path
 
 
 def read_model_config(path: str | Path) -> GPTConfig:
     meta = json.loads((Path(path) / "model.json").read_text())
     return from_dict(GPTConfig, meta["model"], "checkpoint model")  # explicit fields win over size
+
+
+class CheckpointMismatch(ValueError):
+    """A whole, readable checkpoint of another model (a config error, never skipped as corrupt)."""
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> list[str]:
@@ -60,12 +97,12 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
     own = target.state_dict()
     for k, v in sd.items():
         if k in own and own[k].shape != v.shape:
-            raise ValueError(f"checkpoint {path} does not fit this model: {k} has shape {tuple(v.shape)} "
+            raise CheckpointMismatch(f"checkpoint {path} does not fit this model: {k} has shape {tuple(v.shape)} "
                              f"in the checkpoint and {tuple(own[k].shape)} in the model (model config differs)")
     missing, unexpected = target.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != TIED]
     if strict and (missing or unexpected):
-        raise ValueError(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
+        raise CheckpointMismatch(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return missing
 
@@ -103,8 +140,6 @@ def fetch(ck: str, cache_dir: str | Path) -> str:
     other nodes read the same copy."""
     if not is_remote(ck):
         return ck.removeprefix("file://")
-    import hashlib
-
     import pyarrow.fs as pafs
 
     dest = Path(cache_dir) / hashlib.sha1(ck.encode()).hexdigest()[:16]

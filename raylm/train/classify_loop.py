@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raylm import atomic, interrupt
 from raylm.eval.classify import all_reduce_confusion, confusion_matrix, metrics_from_confusion, write_report
 from raylm.model.gpt import GPTConfig
 from raylm.train import checkpoint as ckpt
@@ -32,11 +33,11 @@ from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices
 from raylm.train.config import TrainConfig
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.launch import launch
-from raylm.train.loop import all_mean, autocast_for, begin_step, optimizer_step, progress, setup_device
+from raylm.train.launch import drop_unreported_checkpoints, launch, raise_if_stopped
+from raylm.train.loop import agree, all_mean, autocast_for, begin_step, optimizer_step, progress, setup_device
 from raylm.train.optim import build_optimizer
 from raylm.train.parallel import load_optimizer_state, no_grad_sync, parallelize
-from raylm.train.session import LocalSession, say
+from raylm.train.session import LocalSession, resume, say
 
 RUN_NAME = "classify"
 
@@ -150,18 +151,20 @@ def _build(run: ClassifyRun, session, device) -> tuple[_Parts, ClassifyState, di
     frozen = freeze(model, ft.freeze_embeddings, ft.freeze_layers)
     optimizer = build_optimizer(param_groups(model, cfg.optim.weight_decay, ft.head_lr_mult, ft.layer_decay),
                                 cfg.optim)
-    state, best_weights, saved = ClassifyState(), None, None
-    latest = session.latest_checkpoint()
-    if latest is not None:
-        load_classifier_weights(model, latest)
-        saved = ckpt.load_state(latest)
-        state = ClassifyState.from_saved(saved)
-        if (Path(latest) / "best.safetensors").is_file():
-            from safetensors.torch import load_file
+    def load(path: Path) -> tuple[dict, dict | None]:
+        from safetensors.torch import load_file
 
-            best_weights = load_file(str(Path(latest) / "best.safetensors"))
-        elif state.best_step == state.step and state.best > -math.inf:
-            best_weights = {key: v.clone() for key, v in classifier_state(model).items()}
+        load_classifier_weights(model, path)
+        saved = ckpt.load_state(path)
+        ClassifyState.from_saved(saved)  # a state without its fields is corrupt too
+        best = path / "best.safetensors"
+        return saved, (load_file(str(best)) if best.is_file() else None)
+
+    latest, loaded = resume(session.resume_candidates(), load, session.rank)
+    saved, best_weights = loaded or (None, None)
+    state = ClassifyState.from_saved(saved) if saved is not None else ClassifyState()
+    if best_weights is None and latest is not None and state.best_step == state.step and state.best > -math.inf:
+        best_weights = {key: v.clone() for key, v in classifier_state(model).items()}
     wrapped = parallelize(model, "ddp", session.world, device)
     if saved is not None:
         load_optimizer_state(wrapped, optimizer, saved["optimizer"], "ddp")
@@ -229,7 +232,9 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
     while state.step < cfg.max_steps and not state.done:
         lr, loss, gnorm = _train_step(p, tr_ids, tr.labels, weight, state.step)
         state.step = step = state.step + 1
-        is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        halt = agree(session.should_stop(), p.device)  # Ctrl-C / SIGTERM: checkpoint here, then return
+        regular_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        is_eval = regular_eval or halt
         if not (is_eval or step % cfg.log_interval == 0):
             continue
         loss_mean, gnorm_mean = all_mean([loss.item(), float(gnorm)], p.device)
@@ -240,7 +245,9 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
             m, vloss = _score_set(p, val, val_ids)
             score = _score(m, vloss, ft.metric)
             metrics.update(val_loss=vloss, val_accuracy=m["accuracy"], val_macro_f1=m["macro_f1"])
-            if score > state.best + cfg.early_stopping_min_delta:
+            if not regular_eval:  # a stop request's extra validation leaves the best weights as they were
+                pass
+            elif score > state.best + cfg.early_stopping_min_delta:
                 state.best, state.best_step, state.best_val_loss, state.bad_evals = score, step, vloss, 0
                 # clone: on CPU the state dict tensors share storage with the live parameters
                 best_weights = {key: v.clone() for key, v in classifier_state(p.raw).items()}
@@ -255,6 +262,8 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
         if session.rank == 0:
             progress("finetune", metrics)
         session.report(dict(metrics), ckpt_dir)
+        if halt:  # the test evaluation waits for the rerun that finishes training
+            return {**metrics, "interrupted": True}
     if best_weights is not None:
         p.raw.load_state_dict(best_weights, strict=False)  # tied lm_head follows wte
     return _final(p, state)
@@ -304,7 +313,15 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     if cfg.keep_by == "val_loss" and not ft.val_file:
         raise ValueError("train.keep_by=val_loss needs finetune.val_file: without validation no checkpoint "
                          "has a val_loss to keep it by")
+    # Workers read these files themselves, from their own working directory: make them absolute.
+    ft = replace(ft, **{k: str(Path(v).resolve()) for k in ("train_file", "val_file", "test_file")
+                        if (v := getattr(ft, k)) and "://" not in v})
+    for k in ("train_file", "val_file", "test_file"):
+        if getattr(ft, k) and not Path(getattr(ft, k)).is_file():
+            raise FileNotFoundError(f"finetune.{k}: {getattr(ft, k)} not found")
     init_from = None if ft.random_init else init_from
+    if init_from and "://" not in init_from:
+        init_from = str(Path(init_from).resolve())
     init_task = None
     if init_from:
         init_task = json.loads((Path(init_from) / "model.json").read_text()).get("task")
@@ -335,29 +352,44 @@ def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: st
         model_cfg: GPTConfig | None = None, storage_path: str | None = None, data_dir: str | None = None) -> dict:
     """Fine-tune (on Ray Train; train.num_workers 0: in this process), write <out>/report.{json,md}
     and <out>/result.json; returns the report."""
-    t0 = time.time()
     job, tok_path = prepare(ft, cfg, out, seed, init_from, model_cfg, data_dir)
+    return execute(job, tok_path, storage_path)
+
+
+def execute(job: ClassifyRun, tok_path: str, storage_path: str | None = None) -> dict:
+    """Run a prepared fine-tuning job (`prepare`), then write its report and result.json."""
+    t0, cfg = time.time(), job.train
+    out_dir = Path(job.out)
+    drop_unreported_checkpoints(out_dir)
     if cfg.num_workers == 0:
         session = LocalSession(dir=job.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
-        metrics = classify_worker(job, session)
+        with interrupt.graceful():
+            metrics = classify_worker(job, session)
         ck = str(session.latest_checkpoint())
-        test = json.loads((Path(ck) / "test.json").read_text())
         result = {"metrics": metrics, "checkpoint": ck}
     else:
         done = launch(classify_worker, job, cfg, storage_path=storage_path or job.out, name=RUN_NAME)
-        if done.ray_checkpoint is None:
-            raise RuntimeError("classification fine-tuning reported no checkpoint")
-        with done.ray_checkpoint.as_directory() as d:
-            test = json.loads((Path(d) / "test.json").read_text())
         metrics, ck, result = done.metrics, done.checkpoint, done.as_dict()
+    atomic.write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str))
+    raise_if_stopped(metrics)  # a Ctrl-C: the checkpoint is saved, the test evaluation waits for the rerun
+    if not ck:
+        raise RuntimeError("classification fine-tuning reported no checkpoint")
+    test = _read_test(ck)
     report = {"task": "classify", "checkpoint": ck, "init_from": job.init_from, "tokenizer": tok_path,
               "labels": job.labels, "class_weights": job.class_weights, "final": metrics, "test": test,
-              "config": {"finetune": asdict(ft), "train": asdict(cfg), "model": asdict(job.model)},
+              "config": {"finetune": asdict(job.finetune), "train": asdict(cfg), "model": asdict(job.model)},
               "seconds": round(time.time() - t0, 2)}
-    out_dir = Path(job.out)
     write_report(report, out_dir)
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return report
+
+
+def _read_test(checkpoint: str) -> dict | None:
+    """test.json of the final checkpoint, local or on an object store."""
+    from raylm.storage import resolve
+
+    fs, path = resolve(checkpoint)
+    with fs.open_input_stream(f"{path.rstrip('/')}/test.json") as f:
+        return json.loads(f.read())
 
 
 def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:

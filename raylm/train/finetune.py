@@ -183,6 +183,7 @@ def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, me
             save_file(sd, tmp / name)
         if state is not None:
             torch.save(state, tmp / "state.pt")
+        ckpt.write_checksums(tmp)
     return path
 
 
@@ -191,7 +192,7 @@ def load_classifier_weights(model: SequenceClassifier, path: str | Path, file: s
     missing, unexpected = getattr(model, "module", model).load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "gpt.lm_head.weight"]
     if missing or unexpected:
-        raise ValueError(f"{path} is not a checkpoint of this classifier: missing {missing[:5]}, "
+        raise ckpt.CheckpointMismatch(f"{path} is not a checkpoint of this classifier: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
 
 

@@ -14,17 +14,29 @@ persistence depend on is read here, once, from that config:
 - environment variables for the workers.
 
 Workers receive the typed arguments (a dataclass), never a dict.
+
+Ctrl-C / SIGTERM (interrupt.py): `trainer.fit()` runs in a helper thread, so Ray Train does not
+install its own SIGINT handler (which aborts the run and loses the checkpoint in flight); the
+main thread relays a stop request to the workers through a small actor, they checkpoint at the
+next step boundary and return, and Ray Train records that checkpoint like any other.
+Checkpoint folders Ray Train's snapshot does not list (written while a run was killed) are
+removed before and after each run, so they never pile up past `keep_checkpoints`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raylm import interrupt
+from raylm.storage import resolve
 from raylm.train.checkpoint import uri_of
 from raylm.train.config import TrainConfig
 from raylm.train.session import RaySession
@@ -37,7 +49,6 @@ class Launched:
     metrics: dict
     checkpoint: str | None            # the newest checkpoint: local path, or s3:// gs:// URI
     best_checkpoint: str | None       # keep_by val_loss: the lowest val_loss; else None
-    ray_checkpoint: Any = None        # the newest as a ray.train.Checkpoint (as_directory() reads it anywhere)
 
     def as_dict(self) -> dict:
         out = {"metrics": self.metrics, "checkpoint": self.checkpoint}
@@ -54,9 +65,42 @@ def storage_root(cluster_storage: str | None, out: str | Path, stage: str) -> st
     return str(Path(out).resolve() / stage)
 
 
-def _entry(worker: Callable, args: Any) -> None:
+def _entry(worker: Callable, args: Any, run_dir: str, stop_flag) -> None:
     """Runs in every Ray Train worker: the loop with its typed arguments and a Ray session."""
-    worker(args, RaySession(args.out))
+    worker(args, RaySession(args.out, run_dir, stop_flag))
+
+
+class StopFlag:
+    """One bool the driver sets and the workers poll (a Ray actor, num_cpus=0)."""
+
+    def __init__(self):
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
+
+    def get(self) -> bool:
+        return self.value
+
+
+def prune_orphans(run_dir: str) -> list[str]:
+    """Delete `checkpoint_*` folders of a Ray Train run that its snapshot does not list (what a
+    killed run left between writing a checkpoint and recording it); returns their names."""
+    import pyarrow.fs as pafs
+
+    fs, base = resolve(run_dir)
+    try:
+        with fs.open_input_stream(f"{base}/checkpoint_manager_snapshot.json") as f:
+            known = {r["checkpoint_dir_name"] for r in json.loads(f.read())["checkpoint_results"]}
+        entries = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    except (OSError, ValueError, KeyError):
+        return []  # no snapshot yet: nothing is known to be an orphan
+    orphans = [e.base_name for e in entries
+               if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")
+               and e.base_name not in known]
+    for name in orphans:
+        fs.delete_dir(f"{base}/{name}")
+    return orphans
 
 
 def worker_resources(cfg: TrainConfig) -> dict[str, float]:
@@ -80,8 +124,13 @@ def launch(worker: Callable, args: Any, cfg: TrainConfig, *, storage_path: str, 
         raise ValueError("launch needs train.num_workers >= 1 (0 runs in this process without Ray)")
     if start_timeout_s:
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(start_timeout_s))
+    import ray
+
+    run_dir = f"{storage_path.rstrip('/')}/{name}"
+    prune_orphans(run_dir)
+    stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
     trainer = TorchTrainer(
-        functools.partial(_entry, worker, args),
+        functools.partial(_entry, worker, args, run_dir, stop_flag),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=worker_resources(cfg),
@@ -96,9 +145,53 @@ def launch(worker: Callable, args: Any, cfg: TrainConfig, *, storage_path: str, 
             worker_runtime_env={"env_vars": env} if env else None,
             callbacks=callbacks or None),
     )
-    result = trainer.fit()
+    try:
+        result = _fit_relaying_interrupts(trainer, stop_flag)
+    finally:
+        prune_orphans(run_dir)
     best = None
     if cfg.keep_by == "val_loss" and result.best_checkpoints:
         best = uri_of(result.get_best_checkpoint("val_loss", "min"))
     return Launched(metrics=result.metrics or {}, checkpoint=uri_of(result.checkpoint) if result.checkpoint else None,
-                    best_checkpoint=best, ray_checkpoint=result.checkpoint)
+                    best_checkpoint=best)
+
+
+def _fit_relaying_interrupts(trainer, stop_flag):
+    """trainer.fit() in a helper thread; a graceful stop request (interrupt.py) in the main
+    thread is passed to the workers through `stop_flag`. A second signal raises Interrupted here
+    (the daemon thread dies with the process, and Ray's shutdown ends the run)."""
+    box: dict = {}
+
+    def fit() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the main thread below
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="raylm-train-fit", daemon=True)
+    relayed = False
+    with interrupt.graceful():
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            if interrupt.requested() and not relayed:
+                stop_flag.set.remote()
+                relayed = True
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def drop_unreported_checkpoints(out_dir: Path) -> None:
+    """A worker writes each checkpoint to `<out>/.ckpt-<step>` before handing it to its session;
+    one left behind by a killed run was never recorded and is removed."""
+    for d in out_dir.glob(".ckpt-*"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def raise_if_stopped(metrics: dict | None) -> None:
+    """After a run returns: raise Interrupted when it stopped on a signal (its checkpoint saved)."""
+    if interrupt.requested():
+        step = (metrics or {}).get("step")
+        where = f"at step {step}, checkpoint saved" if step is not None else "before the first step"
+        raise interrupt.Interrupted(f"stopped {where}: rerun the same command to resume", interrupt.signum())

@@ -35,7 +35,7 @@ from raylm.train.data import Loader, TokenWindows, stable_hash
 from raylm.train.optim import build_optimizer, decay_groups, lr_at, set_lr
 from raylm.train.parallel import (full_model_state, load_optimizer_state, local_param_bytes, no_grad_sync,
                                   optimizer_state, parallelize)
-from raylm.train.session import LocalSession, say
+from raylm.train.session import LocalSession, resume, say
 
 # bf16 dense peak FLOP/s of known accelerators, for MFU when train.peak_flops is 0.
 KNOWN_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -108,6 +108,17 @@ def all_mean(values: list[float], device) -> list[float]:
         dist.all_reduce(t)
         t /= dist.get_world_size()
     return t.tolist()
+
+
+def agree(flag: bool, device) -> bool:
+    """True on every rank when it is true on any (a collective when distributed: call it at the
+    same step on every rank). Ranks see a stop request at different moments; this makes them
+    all stop at the same step boundary."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def improved(value: float, best: float, min_delta: float) -> bool:
@@ -214,14 +225,17 @@ def _build(run: LMRun, model_cfg: GPTConfig, session, device):
     model = GPT(model_cfg).to(device)
     if run.init_from:
         ckpt.load_weights(model, run.init_from)
-    state, saved = LoopState(), None
-    latest = session.latest_checkpoint()
-    if latest is not None:
-        ckpt.load_weights(model, latest)  # before wrapping: checkpoints hold full weights
-        saved = ckpt.load_state(latest)
-        state = LoopState.from_saved(saved)
-        if session.rank == 0:
-            say(f"resumed from {latest} at step {state.step}")
+
+    def load(path: Path) -> dict:
+        ckpt.load_weights(model, path)  # before wrapping: checkpoints hold full weights
+        saved = ckpt.load_state(path)
+        LoopState.from_saved(saved)  # a state without every field is corrupt too
+        return saved
+
+    latest, saved = resume(session.resume_candidates(), load, session.rank)
+    state = LoopState.from_saved(saved) if saved is not None else LoopState()
+    if latest is not None and session.rank == 0:
+        say(f"resumed from {latest} at step {state.step}")
     raw = model
     model = parallelize(model, cfg.parallelism, session.world, device)
     optimizer = build_optimizer(decay_groups(model, cfg.optim.weight_decay), cfg.optim)  # FSDP params: DTensors
@@ -276,18 +290,21 @@ def train_worker(run: LMRun, session=None) -> dict:
         return evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast)
 
     metrics: dict = {}
-    if state.step >= cfg.max_steps:  # resumed a finished run: report where it stands, train nothing
+    early_stopped = 0 < cfg.early_stopping_patience <= state.bad_evals
+    if state.step >= cfg.max_steps or early_stopped:  # resumed a finished run: report where it stands
         val = validate()
         metrics = {"step": state.step, "val_loss": val, "val_ppl": math.exp(min(val, 50)),
                    "best_val_loss": state.best_val, "already_complete": True}
         session.report(dict(metrics), None)
-    while state.step < cfg.max_steps:
+    while state.step < cfg.max_steps and not early_stopped:
         lr, loss, gnorm = _train_step(model, optimizer, loader, run, rank, world, state.step, device, autocast)
         state.step, state.data = state.step + 1, loader.state
         step = state.step
         maybe_fail_for_test(step, rank)
         meter.steps += 1
-        is_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        halt = agree(session.should_stop(), device)  # Ctrl-C / SIGTERM: checkpoint here, then return
+        regular_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        is_eval = regular_eval or halt
         if not (is_eval or step % cfg.log_interval == 0):
             continue
         loss_mean, gnorm_mean = all_mean([loss.item(), float(gnorm)], device)
@@ -295,17 +312,18 @@ def train_worker(run: LMRun, session=None) -> dict:
         ckpt_dir, stop = None, False
         if is_eval:
             val = validate()
-            if improved(val, state.best_val, cfg.early_stopping_min_delta):
-                state.best_val, state.bad_evals = val, 0
-            else:
-                state.bad_evals += 1
-            stop = 0 < cfg.early_stopping_patience <= state.bad_evals
+            if regular_eval:  # a stop request's extra validation leaves early stopping as it was
+                if improved(val, state.best_val, cfg.early_stopping_min_delta):
+                    state.best_val, state.bad_evals = val, 0
+                else:
+                    state.bad_evals += 1
+                stop = 0 < cfg.early_stopping_patience <= state.bad_evals
             metrics.update(val_loss=val, val_ppl=math.exp(min(val, 50)), best_val_loss=state.best_val,
-                           early_stopped=stop)
+                           early_stopped=stop, **({"interrupted": True} if halt else {}))
             ckpt_dir = _checkpoint(run, model, raw, optimizer, model_cfg, state, rank, val)
             meter.restart()
         if rank == 0:
-            progress("train", metrics, hide=("tokens_seen", "flops_per_s", "early_stopped"))
+            progress("train", metrics, hide=("tokens_seen", "flops_per_s", "early_stopped", "interrupted"))
             if tb is not None:
                 for k, v in metrics.items():
                     if isinstance(v, int | float) and k != "step":
@@ -318,6 +336,8 @@ def train_worker(run: LMRun, session=None) -> dict:
             if rank == 0:
                 say(f"[train] early stop at step {step}: no val improvement in "
                     f"{cfg.early_stopping_patience} evaluations")
+            break
+        if halt:
             break
     if tb is not None:
         tb.close()

@@ -8,7 +8,9 @@ and never import Ray themselves.
 - `RaySession`: inside a Ray Train worker; checkpoints go to Ray Train, which persists them in
   the run's storage path and keeps them by the same rule (launch.py sets it from TrainConfig).
 
-Both append every metrics row rank 0 sees to `<out>/metrics.jsonl`.
+Both append every metrics row rank 0 sees to `<out>/metrics.jsonl`, offer the checkpoints a
+run may resume from (newest first: `resume`, which skips corrupt ones) and say whether a
+graceful stop was asked for (interrupt.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ import math
 import os
 import shutil
 import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from raylm import interrupt
+from raylm.train import checkpoint as ckpt
 
 
 def say(line: str) -> None:
@@ -40,6 +48,30 @@ def _step_of(p: Path) -> int:
     return int(p.name.removeprefix("step-"))
 
 
+def resume(candidates: Iterator[Path], load: Callable[[Path], Any], rank: int = 0) -> tuple[Path | None, Any]:
+    """(checkpoint, load(checkpoint)) for the newest candidate that is whole; (None, None) when
+    there is none. A checkpoint whose files do not match its checksums, or that fails to load,
+    is skipped with a warning; one of another model (CheckpointMismatch) is an error. Every rank
+    sees the same candidates and checks, so all ranks pick the same checkpoint."""
+    skipped = []
+    for path in candidates:
+        bad = ckpt.verify(path)
+        if not bad:
+            try:
+                return path, load(path)
+            except ckpt.CheckpointMismatch:
+                raise
+            except Exception as e:  # noqa: BLE001 -- truncated safetensors / torch zip / json: corrupt
+                bad = [f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"]
+        skipped.append(path)
+        if rank == 0:
+            say(f"[raylm] warning: skipping corrupt checkpoint {path} ({', '.join(bad)}); trying the one before")
+    if skipped:
+        raise ValueError(f"no usable checkpoint to resume from: {len(skipped)} corrupt (newest {skipped[0]}); "
+                         f"rerun with --overwrite to start over")
+    return None, None
+
+
 @dataclass
 class LocalSession:
     """No Ray: checkpoints under `<dir>/checkpoints/step-N`, metrics appended to metrics.jsonl."""
@@ -58,6 +90,12 @@ class LocalSession:
     def latest_checkpoint(self) -> Path | None:
         cks = self.checkpoints()
         return cks[-1] if cks else None
+
+    def resume_candidates(self) -> Iterator[Path]:
+        return iter(reversed(self.checkpoints()))
+
+    def should_stop(self) -> bool:
+        return interrupt.requested()
 
     def log(self, metrics: dict) -> None:
         """Metrics between evaluations: kept locally, not reported to anyone."""
@@ -90,25 +128,68 @@ class LocalSession:
 
 
 class RaySession:
-    """Inside a Ray Train worker: rank and world from Ray Train's context, checkpoints to Ray Train."""
+    """Inside a Ray Train worker: rank and world from Ray Train's context, checkpoints to Ray Train.
 
-    def __init__(self, out: str):
+    `run_dir` is the Ray Train run's folder (local path or URI): besides the newest checkpoint
+    Ray Train restores, the older ones its snapshot lists are resume candidates. `stop_flag` is
+    the driver's stop actor (launch.py), polled at most once a second."""
+
+    POLL_S = 1.0
+
+    def __init__(self, out: str, run_dir: str | None = None, stop_flag=None):
         import ray.train
 
         ctx = ray.train.get_context()
         self.rank, self.world, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
         self.metrics_file = Path(out) / "metrics.jsonl"  # rank 0 keeps a plain copy beside Ray's
-        self._restore_ctx = None
+        self.run_dir, self.stop_flag = run_dir, stop_flag
+        self._open: list = []  # as_directory() contexts: local copies kept for the run
+        self._stop, self._polled = False, 0.0
 
-    def latest_checkpoint(self) -> Path | None:
+    def _local(self, checkpoint) -> Path:
+        c = checkpoint.as_directory()  # a local copy (downloaded if storage is remote)
+        self._open.append(c)
+        return Path(c.__enter__())
+
+    def resume_candidates(self) -> Iterator[Path]:
         import ray.train
 
-        c = ray.train.get_checkpoint()
-        if c is None:
-            return None
-        # as_directory() gives a local copy (downloaded if storage is remote); keep it for the run
-        self._restore_ctx = c.as_directory()
-        return Path(self._restore_ctx.__enter__())
+        newest = ray.train.get_checkpoint()
+        if newest is None:
+            return
+        yield self._local(newest)
+        for older in self._older_than(newest):
+            yield self._local(older)
+
+    def _older_than(self, newest) -> list:
+        """The run's other recorded checkpoints, newest step first (Ray Train's snapshot)."""
+        import ray.train
+
+        from raylm.storage import resolve
+
+        if not self.run_dir:
+            return []
+        fs, base = resolve(self.run_dir)
+        try:
+            with fs.open_input_stream(f"{base}/checkpoint_manager_snapshot.json") as f:
+                results = json.loads(f.read())["checkpoint_results"]
+        except (OSError, ValueError, KeyError):
+            return []
+        results.sort(key=lambda r: r.get("metrics", {}).get("step", -1), reverse=True)
+        name = Path(newest.path).name
+        return [ray.train.Checkpoint(f"{base}/{r['checkpoint_dir_name']}", filesystem=fs)
+                for r in results if r["checkpoint_dir_name"] != name]
+
+    def should_stop(self) -> bool:
+        import ray
+
+        if self.stop_flag is not None and not self._stop and time.monotonic() - self._polled >= self.POLL_S:
+            self._polled = time.monotonic()
+            try:
+                self._stop = bool(ray.get(self.stop_flag.get.remote(), timeout=10))
+            except Exception:  # noqa: BLE001 -- the driver (and its flag) is gone: training goes on
+                self.stop_flag = None
+        return self._stop
 
     def log(self, metrics: dict) -> None:
         """Metrics between evaluations: rank 0 appends them to metrics.jsonl (no Ray call, no barrier)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from raylm import atomic, interrupt
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import TrainConfig
-from raylm.train.launch import launch
+from raylm.train.launch import drop_unreported_checkpoints, launch, raise_if_stopped
 from raylm.train.loop import LMRun, resolve_model_config, train_worker
 from raylm.train.session import LocalSession
 
@@ -29,14 +30,17 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
     out_dir = Path(out).resolve()
     run = LMRun(model=model_cfg, train=cfg, data_dir=str(data_dir), out=str(out_dir), seed=seed,
                 init_from=init_from, tb_dir=str(out_dir / "tb"))
+    drop_unreported_checkpoints(out_dir)
     if cfg.num_workers == 0:
         session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
-        metrics = train_worker(run, session)
+        with interrupt.graceful():
+            metrics = train_worker(run, session)
         latest = session.latest_checkpoint()
         result = {"metrics": metrics, "checkpoint": str(latest) if latest else None}
     else:
         result = launch(train_worker, run, cfg, storage_path=storage_path or str(out_dir), name=RUN_NAME,
                         env=env).as_dict()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    atomic.write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str))
+    raise_if_stopped(result["metrics"])
     return result
