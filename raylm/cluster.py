@@ -15,9 +15,11 @@ set RAY_worker_niceness=0 in the environment of `ray start` (cluster/ does).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +34,65 @@ class ClusterConfig:
                                      # s3:// gs://); None = <out>/... on this machine
 
 
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, with one line, when nothing listens at a cluster address (`ray.init`
+    itself retries for minutes). "auto" and addresses without a port are left to Ray."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"no Ray cluster answers at {address} ({e.strerror or e}): start one with "
+                         f"`ray start --head`, fix --address / cluster.address / RAY_ADDRESS, or leave them "
+                         f"unset to run on a local Ray") from None
+
+
+@contextlib.contextmanager
+def _in_code_root():
+    """Run `ray.init` from the folder that holds this process's `raylm` package, then come back.
+
+    Ray puts the driver's working directory first on every worker's sys.path (and a local Ray's
+    workers run in it), so started from another checkout, workers would import that checkout's
+    raylm while the driver runs this one. From the package's own parent folder, the driver and
+    its workers import the same code. Paths are resolved on the driver before they reach a
+    worker, so the workers' working directory does not matter otherwise."""
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parents[1])
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
 def connect(cfg: ClusterConfig, address: str | None = None) -> str:
     """Make sure Ray is initialised; returns a one-line description of what we joined."""
     import ray
+
+    from raylm import interrupt
 
     if ray.is_initialized():
         return "already connected"
     address = address or cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ctx = ray.init(address=address, log_to_driver=True)
+        _reachable(address)
+        try:
+            with _in_code_root():
+                ctx = ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:  # "auto" with no cluster running, a refused handshake
+            raise ValueError(f"cannot join the Ray cluster at {address}: {' '.join(str(e).split())[:300]}") from None
         where = f"joined Ray cluster at {address}"
     else:
         # "local": a new Ray here, never a stale `ray start` cluster found on disk. The raylet
         # reads the workers' nice level from the environment when it starts.
         os.environ.setdefault("RAY_worker_niceness", str(cfg.worker_niceness))
-        ctx = ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
+        with _in_code_root():
+            ctx = ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
         where = "started local Ray"
+    interrupt.install()  # ray.init sets its own SIGTERM handler in the driver
     url = getattr(ctx, "dashboard_url", None)
     res = ray.cluster_resources()
     msg = f"{where} ({int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs)"
