@@ -45,7 +45,7 @@ def one_sweep(config: str, overrides: list[str], name: str, scheduler: str, addr
     ov = [*overrides, f"tune.name={name}", f"tune.scheduler={scheduler}", "tune.searcher=random"]
     cfg = C.load(RootConfig, config, ov)
     t0 = time.perf_counter()
-    res = sweep.run(cfg, config, ov, address, resume=False)
+    res = sweep.run(cfg, address)
     res["seconds"] = time.perf_counter() - t0
     res["max_t"] = cfg.tune.max_t or cfg.train.max_steps
     return res

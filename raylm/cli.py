@@ -1,9 +1,14 @@
-"""`raylm <command> CONFIG [--set key=value ...] [--address ADDR]`.
+"""`raylm <command> CONFIG [--set key=value ...] [--address ADDR] [--overwrite]`.
 
 COMMANDS is one table: name -> (help, "module:function"). Imports are lazy, so `raylm --help`
 answers without importing torch or ray. Every command loads the same strict YAML
-(raylm/root.py), saves the resolved config next to its outputs, and returns 0 on success,
-2 on a config or input error (one clear line, no traceback), 1 on anything else.
+(raylm/root.py), saves the resolved config next to its outputs, and exits with
+- 0 on success;
+- 2 on a config or input error: one line, no traceback, whether the error was raised here or
+  inside a Ray task or training worker (raylm/errors.py);
+- 1 on anything else: one line plus the path of a file holding the full traceback;
+- 130 / 143 after Ctrl-C / SIGTERM: one line saying where the run stopped; rerunning the same
+  command resumes (raylm/interrupt.py).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ingest, clean and tokenize text into shards (Ray Data)", "raylm.commands:data"),
@@ -24,10 +30,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("data -> train -> eval from one config", "raylm.commands:run_all"),
     "check": ("validate a config and print it resolved (no Ray)", "raylm.commands:check"),
 }
+WRITES = ("data", "train", "finetune", "tune", "run")  # commands whose output folders --overwrite clears
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from raylm import __version__
+
     p = argparse.ArgumentParser(prog="raylm", description="Web text to a trained, tuned, evaluated LM on Ray.")
+    p.add_argument("--version", action="version", version=f"raylm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, _) in COMMANDS.items():
         s = sub.add_parser(name, help=help_, description=help_)
@@ -36,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override any key, e.g. --set train.optim.lr=1e-3 (repeatable)")
         s.add_argument("--address", default=None,
                        help="Ray cluster to join (default: $RAY_ADDRESS, else start Ray locally)")
+        if name in WRITES:
+            s.add_argument("--overwrite", action="store_true",
+                           help="replace output that another config wrote (it is deleted first)")
         if name == "tune":
             s.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     return p
@@ -48,18 +61,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=os.environ.get("RAYLM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from raylm.config import ConfigError
+    from raylm import errors, interrupt
 
+    interrupt.reset()
+    previous = interrupt.install()
     module, fn = COMMANDS[args.command][1].split(":")
-    func = getattr(__import__(module, fromlist=[fn]), fn)
+    name = f"raylm {args.command}"
     try:
-        func(args)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"raylm {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # bad input found before or during work: one clear line
-        print(f"raylm {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        getattr(__import__(module, fromlist=[fn]), fn)(args)
+    except interrupt.Interrupted as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; rerun the same command to resume (finished work is kept)", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 -- every error leaves as one line (errors.py)
+        cause = errors.root_cause(e)
+        if cause.is_input:
+            print(f"{name}: error: {cause.message}", file=sys.stderr)
+            return 2
+        log = errors.write_log(e, errors.log_path(args.command, time.strftime("%Y%m%d-%H%M%S")))
+        where = f"full traceback: {log}" if log else "no traceback file could be written"
+        print(f"{name}: error: {cause.kind}: {cause.message[:400]} ({where})", file=sys.stderr)
+        return 1
+    finally:
+        interrupt.restore(previous)
     return 0
 
 

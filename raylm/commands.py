@@ -1,5 +1,11 @@
-"""What each CLI command does: load the config, connect Ray, call the component, print where
-the results are. Each component receives only its own config section."""
+"""What each CLI command does: load the config, check everything that can be checked without Ray,
+claim the stage's output folder, connect Ray, call the component, print where the results are.
+Each component receives only its own config section.
+
+Order matters for failing fast and safe: a config error, a missing input, an unwritable `out`,
+a model that does not fit the shards, or an output folder written by another config (outputs.py)
+is reported before Ray starts (3-60 s) and before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,14 @@ import json
 from pathlib import Path
 
 from raylm import config as C
+from raylm import errors, outputs
 from raylm.root import RootConfig
 
 
 def load(args) -> RootConfig:
-    return C.load(RootConfig, args.config, args.overrides)
+    cfg = C.load(RootConfig, args.config, args.overrides)
+    errors.LOG_DIR = Path(cfg.out) / "logs"  # where the full traceback of an unexpected error goes
+    return cfg
 
 
 def _paths(cfg: RootConfig) -> dict[str, Path]:
@@ -19,12 +28,34 @@ def _paths(cfg: RootConfig) -> dict[str, Path]:
     out = Path(cfg.out).resolve()
     return {"out": out, "data": out / "data",
             "shards": Path(cfg.train.data_dir).resolve() if cfg.train.data_dir else out / "data" / "shards",
-            "train": out / "train", "eval": out / "eval", "finetune": out / "finetune"}
+            "train": out / "train", "eval": out / "eval", "finetune": out / "finetune", "tune": out / "tune"}
 
 
-def _save(cfg: RootConfig, *dirs: Path) -> None:
-    for d in dirs:
+def _hold(args, cfg: RootConfig) -> None:
+    """Before any work: `out` can be written, and no other raylm run is using it (outputs.lock)."""
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{id(cfg)}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"out={cfg.out}: cannot write there ({e.strerror or e})") from None
+    outputs.lock(out, args.command)
+
+
+def _claim(args, cfg: RootConfig, stage: str, stage_dir: Path, inputs: dict | None = None) -> None:
+    """The stage folder is this config's (or --overwrite cleared it); the resolved config is
+    saved beside it and at the top of `out`."""
+    outputs.claim(stage_dir, outputs.record_of(cfg, stage, inputs), overwrite=getattr(args, "overwrite", False))
+    for d in (_paths(cfg)["out"], stage_dir):
         C.save(cfg, d / "config.yaml")
+
+
+def _connect(args, cfg: RootConfig) -> None:
+    from raylm.cluster import connect
+
+    connect(cfg.cluster, args.address)
 
 
 def check(args) -> None:
@@ -32,48 +63,65 @@ def check(args) -> None:
 
 
 def data(args, cfg: RootConfig | None = None) -> dict:
-    from raylm.cluster import connect
     from raylm.data import pipeline
 
     cfg = cfg or load(args)
     p = _paths(cfg)
-    _save(cfg, p["out"], p["data"])
-    connect(cfg.cluster, args.address)
+    _hold(args, cfg)
+    pipeline.check_inputs(cfg.data, p["data"])
+    _claim(args, cfg, "data", p["data"])
+    _connect(args, cfg)
     m = pipeline.run(cfg.data, p["data"], cfg.seed)
     print(f"[raylm] data done: {p['data'] / 'shards'} (manifest.json, tokenizer.json), stats in "
           f"{p['data'] / 'stats.json'}")
     return m
 
 
-def _start_stage(args, cfg: RootConfig, stage: str) -> str:
-    """Save the resolved config beside the stage's output, join Ray when the stage uses Ray Train
-    workers, and return where Ray Train persists the run (launch.storage_root)."""
-    from raylm.train.launch import storage_root
+def _shards_ready(model_cfg, data_dir: Path) -> dict:
+    """The shards exist, are whole (sizes always, sha256 once per file state) and fit the model:
+    its input fingerprint for the stage record."""
+    from raylm.data import shards
+    from raylm.train.loop import resolve_model_config
 
-    p = _paths(cfg)
-    _save(cfg, p["out"], p[stage])
-    if cfg.train.num_workers > 0:
-        from raylm.cluster import connect
-
-        connect(cfg.cluster, args.address)
-    return storage_root(cfg.cluster.storage_path, p["out"], stage)
+    manifest = shards.read_manifest(data_dir)
+    resolve_model_config(model_cfg, str(data_dir))
+    shards.check(data_dir)
+    return {"shards": outputs.shards_fingerprint(manifest)}
 
 
 def train(args, cfg: RootConfig | None = None, init_from: str | None = None, stage: str = "train",
           data_dir: str | None = None) -> dict:
+    from raylm.train.launch import storage_root
     from raylm.train.trainer import fit
 
     cfg = cfg or load(args)
     p = _paths(cfg)
-    storage = _start_stage(args, cfg, stage)
-    data_dir = str(Path(data_dir).resolve()) if data_dir else None
-    result = fit(cfg.model, cfg.train, data_dir or str(p["shards"]), str(p[stage]), cfg.seed, init_from=init_from,
-                 storage_path=storage)
+    data_dir = Path(data_dir).resolve() if data_dir else p["shards"]
+    _hold(args, cfg)
+    inputs = _shards_ready(cfg.model, data_dir)
+    if init_from:
+        inputs["init_from"] = _checkpoint_identity(init_from)
+    _claim(args, cfg, stage, p[stage], inputs)
+    if cfg.train.num_workers > 0:
+        _connect(args, cfg)
+    result = fit(cfg.model, cfg.train, str(data_dir), str(p[stage]), cfg.seed, init_from=init_from,
+                 storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage))
     m = result["metrics"] or {}
     print(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
           f"(perplexity {m.get('val_ppl', float('nan')):.2f}); checkpoint {result['checkpoint']}; "
           f"TensorBoard: tensorboard --logdir {p[stage] / 'tb'}")
     return result
+
+
+def _checkpoint_identity(path: str) -> str:
+    """What a checkpoint is, for a stage record: its checksums (or its model.json when older)."""
+    import hashlib
+
+    from raylm.train.checkpoint import CHECKSUMS
+
+    d = Path(path)
+    listed = d / CHECKSUMS if (d / CHECKSUMS).is_file() else d / "model.json"
+    return hashlib.sha256(listed.read_bytes()).hexdigest()[:16]
 
 
 def finetune(args) -> dict:
@@ -84,7 +132,7 @@ def finetune(args) -> dict:
     cfg = load(args)
     src = None if cfg.finetune.random_init else (cfg.finetune.init_from or _latest_checkpoint(cfg, "train"))
     if src:  # an s3:// or gs:// checkpoint is copied once under out (which every node sees)
-        src = fetch(src, _paths(cfg)["finetune"] / "init-checkpoint")
+        src = str(Path(fetch(src, _paths(cfg)["finetune"] / "init-checkpoint")).resolve())
     if cfg.finetune.task == "classify":
         return _classify(args, cfg, src)
     cfg.model = read_model_config(src)  # the architecture is the checkpoint's
@@ -93,12 +141,16 @@ def finetune(args) -> dict:
 
 def _classify(args, cfg: RootConfig, src: str | None) -> dict:
     """Sequence classification: a head on the (pretrained) transformer, on labelled files."""
-    from raylm.train.finetune import run_classify
+    from raylm.train.classify_loop import execute, prepare
+    from raylm.train.launch import storage_root
 
     p = _paths(cfg)
-    storage = _start_stage(args, cfg, "finetune")
-    result = run_classify(cfg.finetune, cfg.train, str(p["finetune"]), cfg.seed, init_from=src,
-                          model_cfg=cfg.model, storage_path=storage, data_dir=str(p["shards"]))
+    _hold(args, cfg)
+    job, tok_path = prepare(cfg.finetune, cfg.train, str(p["finetune"]), cfg.seed, src, cfg.model, str(p["shards"]))
+    _claim(args, cfg, "finetune", p["finetune"], {"init_from": _checkpoint_identity(src)} if src else {})
+    if cfg.train.num_workers > 0:
+        _connect(args, cfg)
+    result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
     print(f"[raylm] classifier fine-tuned: report {p['finetune'] / 'report.md'}; checkpoint {result.get('checkpoint')}")
     return result
 
@@ -119,7 +171,8 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
 
     cfg = cfg or load(args)
     p = _paths(cfg)
-    _save(cfg, p["eval"])
+    _hold(args, cfg)
+    C.save(cfg, p["eval"] / "config.yaml")
     stage = "finetune" if (p["finetune"] / "result.json").is_file() else "train"
     data_dir = cfg.finetune.data_dir if stage == "finetune" and cfg.finetune.data_dir else str(p["shards"])
     # an s3:// or gs:// checkpoint (cluster.storage_path on an object store) is copied once under out
@@ -151,7 +204,8 @@ def tune(args) -> None:
     from raylm.tune.sweep import run as run_sweep
 
     cfg = load(args)
-    run_sweep(cfg, args.config, args.overrides, args.address, resume=args.resume)
+    _hold(args, cfg)
+    run_sweep(cfg, args.address, resume=args.resume, overwrite=getattr(args, "overwrite", False))
 
 
 def run_all(args) -> None:

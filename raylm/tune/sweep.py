@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from raylm import config as C
+from raylm import outputs
 from raylm.tune.config import Param, apply_values, parse_space
 from raylm.tune.report import best_trial, write_report
 
@@ -107,11 +107,12 @@ def _train_callbacks(metric: str) -> list:
     """[placement-group recorder, TuneReportCallback that forwards only reports carrying `metric`].
 
     Forwarding: the loop reports to Ray Train only at evaluations, which all carry the metric;
-    the filter keeps Tune's strict metric check from failing a trial on any report that does not. Recording: a trial stopped by the scheduler dies with its Train
-    controller, and the workers' placement group outlives both (Ray ties it to the job); Train's
-    own cleaner finds dead controllers through the state API, which fails without the dashboard
-    or when several Ray instances share the machine. So each result also carries the group's id,
-    and `_FreeStoppedTrials` removes it in the driver when the trial ends.
+    the filter keeps Tune's strict metric check from failing a trial on any report that does
+    not. Recording: a trial stopped by the scheduler dies with its Train controller, and the
+    workers' placement group outlives both (Ray ties it to the job); Train's own cleaner finds
+    dead controllers through the state API, which fails without the dashboard or when several
+    Ray instances share the machine. So each result also carries the group's id, and
+    `_FreeStoppedTrials` removes it in the driver when the trial ends.
     """
     from ray.train.v2._internal.execution.callback import WorkerGroupCallback
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -192,15 +193,18 @@ def ensure_shards(cfg, out: Path) -> Path:
         from raylm.data import pipeline
 
         print(f"[raylm] tune: no shards at {shards}; running the data step first", flush=True)
+        outputs.claim(out / "data", outputs.record_of(cfg, "data"))
         C.save(cfg, out / "data" / "config.yaml")
         pipeline.run(cfg.data, out / "data", cfg.seed)
     return shards
 
 
-def _last_line(error) -> str:
-    """A Ray task error's last line holds the cause (`ValueError: ...`); the first is a repr."""
-    lines = [ln for ln in str(error).splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else repr(error)
+def _error_line(error) -> str:
+    """A failed trial's cause in one line (through Ray's wrappers, raylm/errors.py)."""
+    from raylm.errors import root_cause
+
+    c = root_cause(error)
+    return f"{c.kind}: {c.message}"
 
 
 def collect(results, params: list[Param], metric: str) -> list[dict]:
@@ -216,13 +220,16 @@ def collect(results, params: list[Param], metric: str) -> list[dict]:
         config = r.config or {}
         records.append({"trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name,
                         "params": {p.key: plain(config.get(p.key)) for p in params},
-                        "history": history, "error": _last_line(r.error) if r.error else None})
+                        "history": history, "error": _error_line(r.error) if r.error else None})
     return sorted(records, key=lambda rec: rec["trial_id"])
 
 
-def run(cfg, config_path: str | None, overrides: list[str], address: str | None, resume: bool) -> dict:
+def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool = False) -> dict:
     """Run (or with `resume`, continue) the sweep described by `cfg.tune`; write the report and
-    best.yaml. Returns {"best": record, "trials": records, "report": path, "best_config": path}."""
+    best.yaml. Returns {"best": record, "trials": records, "report": path, "best_config": path}.
+
+    `overwrite` deletes an existing sweep of the same name first. A resumed sweep must have the
+    config it started with (outputs.claim names the keys that changed)."""
     import ray
     from ray import tune
 
@@ -238,9 +245,20 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
     tune_dir = out / "tune"
     storage = storage_root(cfg.cluster.storage_path, out, "tune")
     exp_path = f"{storage}/{tc.name}"
+    sweep_dir = tune_dir / tc.name  # this sweep's own files (Tune's experiment folder when storage is local)
+    if resume and overwrite:
+        raise ValueError("--resume continues a sweep and --overwrite deletes it: choose one")
+    if overwrite:
+        outputs.remove(sweep_dir)
+    if not resume and Path(exp_path).exists() and "://" not in exp_path:
+        raise FileExistsError(f"{exp_path} exists: continue it with --resume, replace it with --overwrite, or "
+                              f"set tune.name (--set tune.name=...) for a new sweep")
     connect(cfg.cluster, address)
     shards = ensure_shards(cfg, out)
-    sweep_dir = tune_dir / tc.name  # this sweep's own files (Tune's experiment folder when storage is local)
+    from raylm.data.shards import read_manifest
+
+    outputs.claim(sweep_dir, outputs.record_of(cfg, "tune", {"shards": outputs.shards_fingerprint(
+        read_manifest(shards))}))
 
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base, data_dir=str(shards), tune_dir=str(tune_dir), storage=storage,
@@ -253,9 +271,6 @@ def run(cfg, config_path: str | None, overrides: list[str], address: str | None,
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=True)
         # Tune keeps the run config (callbacks included) in the experiment state.
     else:
-        if Path(exp_path).exists() and "://" not in exp_path:
-            raise FileExistsError(f"{exp_path} exists: continue it with --resume, or set tune.name "
-                                  f"(--set tune.name=...) for a new sweep")
         concurrency = tc.max_concurrent_trials or default_concurrency(t, ray.cluster_resources())
         print(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
               f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU each)",

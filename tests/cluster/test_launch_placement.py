@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 from raylm import config as C
 from raylm.model.gpt import GPTConfig
@@ -82,7 +81,7 @@ def test_every_launch_is_placed_by_labels_and_resources_and_keeps_the_best(tmp_p
                      None, model_cfg=MODEL, data_dir=str(tiny_shards))
         assert _train_worker_nodes() == {train_node}
         # a Tune trial, placed by the label
-        res = sweep.run(tune_cfg, None, [], None, resume=False)
+        res = sweep.run(tune_cfg)
         assert _train_worker_nodes() == {train_node}
 
     _assert_best_and_newest(_kept(tmp_path / "pre" / "run"), _val_losses(tmp_path / "pre" / "metrics.jsonl"))

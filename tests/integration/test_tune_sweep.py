@@ -26,7 +26,7 @@ def _sweep(out, tiny_shards, max_steps: int, *extra: str) -> tuple[RootConfig, l
         "tune.grace_period=5", "tune.reduction_factor=2", *extra,
     ]
     cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
-    return cfg, overrides, sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=False)
+    return cfg, overrides, sweep.run(cfg)
 
 
 def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, tmp_path):
@@ -61,7 +61,7 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
 
     # --resume on the finished sweep keeps every trial and trains nothing more.
     lines = {p: len(p.read_text().splitlines()) for p in (tune_dir / "trials").glob("*/metrics.jsonl")}
-    again = sweep.run(cfg, "configs/tune_tiny.yaml", overrides, None, resume=True)
+    again = sweep.run(cfg, resume=True)
     assert sorted(t["trial_id"] for t in again["trials"]) == sorted(last)
     assert {p: len(p.read_text().splitlines()) for p in lines} == lines
     assert json.loads((sweep_dir / "trials.json").read_text())[0]["trial_id"] in last
