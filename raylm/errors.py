@@ -22,8 +22,8 @@ INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryE
                 FileExistsError)
 INPUT_ERROR_NAMES = {c.__name__ for c in INPUT_ERRORS} | {"ConfigError", "JSONDecodeError", "UnicodeDecodeError"}
 LOG_DIR: Path | None = None  # where write_log puts full tracebacks; set once `out` is known (commands.load)
-# the last "Type: message" line of a traceback text (Ray Data keeps the original only as text)
-_LAST_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", re.M)
+# a "module.Type: message" line of a traceback text (Ray Data keeps the original only as text)
+_ERROR_LINE = re.compile(r"^([\w.]*?)(\w+(?:Error|Exception)): (.+)$", re.M)
 
 
 def _is_ray_wrapper(e: BaseException) -> bool:
@@ -51,21 +51,26 @@ class Cause:
     is_input: bool
 
 
-def root_cause(e: BaseException, _depth: int = 0) -> Cause:
+def root_cause(e: BaseException) -> Cause:
     """The innermost non-Ray error behind `e` (through Ray Train, Ray task and Ray Data wrappers)."""
+    return _dig(e, 0) or Cause(type(e).__name__, _message(e), False)
+
+
+def _dig(e: BaseException, depth: int) -> Cause | None:
     if not _is_ray_wrapper(e):
         return Cause(type(e).__name__, _message(e), isinstance(e, INPUT_ERRORS))
-    if _depth < 8:
+    if depth < 8:
         for child in _children(e):
-            c = root_cause(child, _depth + 1)
-            if c.kind and not c.kind.startswith("Ray"):
+            if (c := _dig(child, depth + 1)) is not None:
                 return c
-    # Only Ray wrappers left: the original survives as the last "Type: message" line of the text.
-    found = _LAST_ERROR_LINE.findall(str(e))
+    # Only Ray wrappers left: the original survives in the traceback text, as the last
+    # "Type: message" line that is not one of Ray's own (UserCodeException, RayTaskError ...).
+    found = [(kind, msg) for module, kind, msg in _ERROR_LINE.findall(str(e))
+             if not module.startswith("ray.") and not kind.startswith("RayTaskError")]
     if found:
         kind, message = found[-1]
         return Cause(kind, message.strip(), kind in INPUT_ERROR_NAMES)
-    return Cause(type(e).__name__, _message(e), False)
+    return None
 
 
 def _message(e: BaseException) -> str:

@@ -49,8 +49,10 @@ def test_root_cause_digs_through_ray_wrappers():
     assert errors.root_cause(task.as_instanceof_cause()).message == "x.parquet has no 'text' column"
     # Ray Data keeps only the traceback text of a UDF error: the last "Type: message" line is the cause
     text_only = RayTaskError("map", "Traceback (most recent call last):\n  File ...\n"
-                             "ray.exceptions.UserCodeException: UDF failed\n"
-                             "ValueError: parquet file p has no column 'text'", None)
+                             "    raise ValueError(f'{uri}: no column')\n"
+                             "ValueError: parquet file p has no column 'text'\n\nThe above exception was the "
+                             "direct cause of the following exception:\n\nTraceback (most recent call last):\n"
+                             "ray.exceptions.UserCodeException: UDF failed to process a data block.", None)
     c = errors.root_cause(text_only)
     assert (c.kind, c.is_input) == ("ValueError", True) and "no column 'text'" in c.message
     bug = errors.root_cause(WorkerGroupError("x", {0: ZeroDivisionError("division by zero")}))

@@ -204,3 +204,14 @@ def test_workers_import_the_drivers_raylm_whatever_the_working_directory(tmp_pat
                        cwd=other, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert (out / "data" / "shards" / "manifest.json").is_file()
+
+
+def test_input_error_raised_inside_a_ray_data_task_is_one_line(ray_session, capsys, tmp_path):
+    """A parquet input without the text column fails inside a Ray Data read task; Ray keeps the
+    cause only as traceback text under UserCodeException. The user sees raylm's line, exit 2."""
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"body": ["hello world " * 40] * 20}), tmp_path / "a.parquet")
+    rc, err = _cli(capsys, "data", TINY, "--set", f"out={tmp_path / 'run'}",
+                   "--set", f"data.ingest.files.paths=[{tmp_path / 'a.parquet'}]")
+    assert rc == 2 and err[-1] == f"raylm data: error: {tmp_path / 'a.parquet'}: no column 'text' (columns: body)"
