@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks._common import write_result
 from raylm.data.ingest.crawl import CrawlConfig, crawl
-from raylm.data.ingest.crawl_fetch import HostFetcher, Pacer, _session
+from raylm.data.ingest.crawl_fetch import HostFetcher, Pacer, client_session
 from raylm.data.ingest.crawl_url import host_allowed, host_of
 
 DOCS = Path("/usr/share/doc/python3.11/html")
@@ -43,7 +43,7 @@ async def plain_crawl(seeds: list[str], cfg: CrawlConfig) -> int:
     for u in seeds:
         queues[host_of(u)].append((u, 0))
     pending, done = len(seeds), 0
-    async with _session(cfg) as session:
+    async with client_session(cfg) as session:
         fetchers = {h: HostFetcher(cfg, session, Pacer(cfg.min_delay_s), allowed) for h in allowed}
 
         async def worker(h: str) -> None:

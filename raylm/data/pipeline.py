@@ -156,8 +156,9 @@ def placement(label_selector: dict[str, str]):
         opts.label_selector = before
 
 
-def _import(path: str):
-    mod, fn = path.rsplit(":", 1)
+def stage_function(name: str):
+    """The run(ds, cfg, ctx) of stage `name` (imported on first use: config loading stays fast)."""
+    mod, fn = STEPS[name].rsplit(":", 1)
     return getattr(__import__(mod, fromlist=[fn]), fn)
 
 
@@ -224,7 +225,7 @@ def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
 
     # 1. Ingest + stages, read once: stats, tokenizer and shards reuse them. Dropped rows are kept
     # for the stats, without their text, so the object store holds the kept documents' text only.
-    ds = documents(cfg, out, seed).map_batches(_blank_dropped, batch_format="pyarrow").materialize()
+    ds = documents(cfg, out, seed).map_batches(blank_dropped, batch_format="pyarrow").materialize()
     report = _report(ds, cfg.steps)
     docs = ds.map_batches(_kept, batch_format="pyarrow")
     # 2. Tokenizer, 3. shards. stats.json before the manifest: the manifest is written last, its
@@ -253,7 +254,7 @@ def documents(cfg: DataConfig, out: Path, seed: int):
     ctx = StageContext(out=Path(out), seed=seed)
     ds = ingest(cfg.ingest, ctx.out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
     for name in plan(cfg.steps):
-        ds = _import(STEPS[name])(ds, getattr(cfg, name), ctx)
+        ds = stage_function(name)(ds, getattr(cfg, name), ctx)
         ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
     return ds
 
@@ -293,7 +294,7 @@ def ingest(cfg: IngestConfig, out: Path):
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
-def _blank_dropped(batch: pa.Table) -> pa.Table:
+def blank_dropped(batch: pa.Table) -> pa.Table:
     """Null the text of dropped rows: from here on they are only counted (drop, _bytes_<stage>)."""
     import pyarrow.compute as pc
 

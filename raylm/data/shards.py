@@ -210,7 +210,7 @@ def read_manifest(data_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _all_shards(m: dict) -> list[dict]:
+def all_shards(m: dict) -> list[dict]:
     return [s for split in m["splits"].values() for s in split["shards"]]
 
 
@@ -250,10 +250,10 @@ def check(data_dir: str | Path, *, full: bool = True) -> None:
     if not tok.is_file():
         raise ValueError(f"{tok} is missing (the tokenizer of the shards in {d}): {REBUILD}")
     cache = _read_cache(d) if full else {}
-    names = {s["file"] for s in _all_shards(m)}
+    names = {s["file"] for s in all_shards(m)}
     keep = {k: v for k, v in cache.items() if k in names}
     try:
-        for s in _all_shards(m):
+        for s in all_shards(m):
             st = _sized(d, s, m["dtype"])
             if not (d / s["index"]).is_file():
                 raise _bad(s, f"has no index ({d / s['index']})")
@@ -299,7 +299,7 @@ def verify(data_dir: str | Path) -> list[str]:
     """The names of the shards whose .bin is missing or does not match its sha256 (all hashed,
     no cache); `check` is what runs call."""
     d = Path(data_dir)
-    return [s["name"] for s in _all_shards(read_manifest(d))
+    return [s["name"] for s in all_shards(read_manifest(d))
             if not (d / s["file"]).is_file() or sha256_file(d / s["file"]) != s["sha256"]]
 
 

@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from raylm import config as C
-from raylm.data.pipeline import STEPS, DataConfig, _import, fingerprint, plan
+from raylm.data.pipeline import STEPS, DataConfig, fingerprint, plan, stage_function
 from raylm.root import RootConfig
 
 
@@ -39,6 +39,6 @@ def test_step_order_errors_name_the_key(steps, match):
 
 
 def test_every_stage_takes_ds_cfg_ctx():
-    for name, path in STEPS.items():
-        params = list(inspect.signature(_import(path)).parameters)
+    for name in STEPS:
+        params = list(inspect.signature(stage_function(name)).parameters)
         assert params == ["ds", "cfg", "ctx"], (name, params)

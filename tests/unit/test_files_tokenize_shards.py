@@ -7,7 +7,7 @@ import pytest
 
 from raylm.data import shards
 from raylm.data.ingest.files import FilesConfig, expand, expand_paths, parse_file, read_one
-from raylm.data.pipeline import _blank_dropped
+from raylm.data.pipeline import blank_dropped
 from raylm.data.schema import file_names, make_docs
 from raylm.data.split import assign_split
 from raylm.data.tokenize import EOS, Encoder, TokenizerConfig, char_tokenizer, train_bpe
@@ -56,7 +56,7 @@ def test_expand_paths_errors(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in expand_paths([str(tmp_path / "*.txt")])] == ["a.txt", "b.txt"]
 
 
-def test_expand_paths_home_and_file_uris_give_plain_paths(tmp_path, monkeypatch):
+def test_expand_paths_home_andfile_uris_give_plain_paths(tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.jsonl").write_text("{}")
     (tmp_path / "d" / "notes.bin").write_text("x")  # a directory entry takes data files only
@@ -88,21 +88,21 @@ def test_object_store_uris_keep_what_the_entry_spelled():
     """Each file's URI is the entry's own text above the listed base (credentials, host, bucket),
     the file below it percent-encoded, and the entry's query options; provenance drops options
     and credentials."""
-    from raylm.data.ingest.objstore import _file_uri, glob_regex
+    from raylm.data.ingest.objstore import file_uri, glob_regex
     from raylm.storage import public_uri
 
     opts = "?region=us-east-1&endpoint_override=127.0.0.1:9000&scheme=http"
-    assert _file_uri(f"s3://b/in/*.jsonl{opts}", "b/in/*.jsonl", "b/in", "b/in/a b%.jsonl") == \
+    assert file_uri(f"s3://b/in/*.jsonl{opts}", "b/in/*.jsonl", "b/in", "b/in/a b%.jsonl") == \
         f"s3://b/in/a%20b%25.jsonl{opts}"
-    creds = _file_uri("s3://AK:SK@b/d/*.jsonl?region=r", "b/d/*.jsonl", "b/d", "b/d/x.jsonl")
+    creds = file_uri("s3://AK:SK@b/d/*.jsonl?region=r", "b/d/*.jsonl", "b/d", "b/d/x.jsonl")
     assert creds == "s3://AK:SK@b/d/x.jsonl?region=r" and public_uri(creds) == "s3://b/d/x.jsonl"
-    assert _file_uri("hdfs://nn:8020/in/*.txt", "/in/*.txt", "/in", "/in/s/x.txt") == "hdfs://nn:8020/in/s/x.txt"
-    assert _file_uri("hdfs:///user/x/*.txt", "/user/x/*.txt", "/user/x", "/user/x/a.txt") == "hdfs:///user/x/a.txt"
-    assert _file_uri("s3://b", "b", "b", "b/k/x.jsonl") == "s3://b/k/x.jsonl"
-    assert _file_uri("s3://b/my%20dir/", "b/my dir", "b/my dir", "b/my dir/x y.jsonl") == "s3://b/my%20dir/x%20y.jsonl"
-    assert _file_uri("gs://b/d/x.jsonl", "b/d/x.jsonl", "b/d", "b/d/x.jsonl") == "gs://b/d/x.jsonl"
-    assert _file_uri("file:///in", "/in", "/in", "/in/x.txt") == "/in/x.txt"
-    assert _file_uri("/in", "/in", "/in", "/in/x.txt") == "/in/x.txt"
+    assert file_uri("hdfs://nn:8020/in/*.txt", "/in/*.txt", "/in", "/in/s/x.txt") == "hdfs://nn:8020/in/s/x.txt"
+    assert file_uri("hdfs:///user/x/*.txt", "/user/x/*.txt", "/user/x", "/user/x/a.txt") == "hdfs:///user/x/a.txt"
+    assert file_uri("s3://b", "b", "b", "b/k/x.jsonl") == "s3://b/k/x.jsonl"
+    assert file_uri("s3://b/my%20dir/", "b/my dir", "b/my dir", "b/my dir/x y.jsonl") == "s3://b/my%20dir/x%20y.jsonl"
+    assert file_uri("gs://b/d/x.jsonl", "b/d/x.jsonl", "b/d", "b/d/x.jsonl") == "gs://b/d/x.jsonl"
+    assert file_uri("file:///in", "/in", "/in", "/in/x.txt") == "/in/x.txt"
+    assert file_uri("/in", "/in", "/in", "/in/x.txt") == "/in/x.txt"
     assert public_uri("abfs://box@acct.dfs.core.windows.net/x?k=v") == "abfs://box@acct.dfs.core.windows.net/x"
     assert glob_regex("d/[]a].txt").match("d/].txt") and not glob_regex("d/[!]a].txt").match("d/].txt")
     assert not glob_regex("d/[!a]x").match("d//x") and glob_regex("d/a[").match("d/a[")
@@ -157,7 +157,7 @@ def test_split_is_deterministic_and_by_document():
 def test_dropped_rows_lose_their_text_but_keep_their_counts():
     t = make_docs([{"id": "a", "text": "kept"}, {"id": "b", "text": "x" * 99, "drop": "quality:short"}])
     t = t.append_column("_bytes_quality", pa.array([4, 0], pa.int64()))
-    out = _blank_dropped(t)
+    out = blank_dropped(t)
     assert out["text"].to_pylist() == ["kept", None] and out.schema == t.schema
     assert out.drop_columns(["text"]) == t.drop_columns(["text"])
     assert out["text"].nbytes < 20  # the dropped text's bytes are gone, not only masked

@@ -66,7 +66,7 @@ def test_whole_shards_pass_and_are_hashed_once(shard_dir, monkeypatch):
     assert sorted(calls) == ["train-00000.bin", "train-00001.bin", "val-00000.bin", "val-00001.bin"]
     cache = json.loads((shard_dir / shards.VERIFIED).read_text())
     m = shards.read_manifest(shard_dir)
-    assert {k: v["sha256"] for k, v in cache.items()} == {s["file"]: s["sha256"] for s in shards._all_shards(m)}
+    assert {k: v["sha256"] for k, v in cache.items()} == {s["file"]: s["sha256"] for s in shards.all_shards(m)}
     calls.clear()
     shards.check(shard_dir)  # cache hit: nothing is read again
     shards.check(shard_dir, full=False)

@@ -319,7 +319,7 @@ class HostFetcher:
                             if host_allowed(host_of(u), self.allowed_hosts)]
 
 
-def _session(cfg: CrawlConfig) -> aiohttp.ClientSession:
+def client_session(cfg: CrawlConfig) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit_per_host=cfg.per_host_concurrency, ttl_dns_cache=300,
                                      resolver=SafeResolver(cfg.allow_private_addresses))
     timeout = aiohttp.ClientTimeout(total=None, connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s)
@@ -334,7 +334,7 @@ async def crawl_host(items: list[tuple[str, int]], cfg: CrawlConfig, allowed_hos
     first_wait: wait one min_delay_s before the first request (the host may have been
     contacted by the previous round a moment ago).
     """
-    async with _session(cfg) as session:
+    async with client_session(cfg) as session:
         pacer = Pacer(cfg.min_delay_s)
         if first_wait:
             pacer.pause_until(asyncio.get_running_loop().time() + cfg.min_delay_s)
@@ -360,7 +360,7 @@ def fetch_sitemap(url: str, cfg: CrawlConfig, max_sitemaps: int = 50) -> list[st
     """Page URLs listed by a sitemap (following a sitemap index; .gz sitemaps unpacked)."""
 
     async def go() -> list[str]:
-        async with _session(cfg) as session:
+        async with client_session(cfg) as session:
             fetcher = HostFetcher(cfg, session, Pacer(cfg.min_delay_s), [])
             pages, todo, n = [], [url], 0
             while todo and n < max_sitemaps:

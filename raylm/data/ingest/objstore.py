@@ -15,7 +15,7 @@ from raylm.data.schema import file_names
 from raylm.storage import is_remote, public_uri, resolve
 
 
-def _file_uri(entry: str, root: str, base: str, f: str) -> str:
+def file_uri(entry: str, root: str, base: str, f: str) -> str:
     """The URI a reader opens for file `f` (a path on the entry's file system) found under `base`
     by config entry `entry`, whose own path on that file system is `root`.
 
@@ -113,9 +113,9 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
                 raise FileNotFoundError(f"{what}: {p} does not exist")
         if not hits:
             raise FileNotFoundError(f"{what}: {p} matches no files")
-        base_key = _name_key(_file_uri(p, path, base, base))
+        base_key = _name_key(file_uri(p, path, base, base))
         for f in sorted(hits):
-            uri = _file_uri(p, path, base, f)
+            uri = file_uri(p, path, base, f)
             key = _name_key(uri)
             if uris.setdefault(key, uri) != uri:
                 raise ValueError(f"{what}: {uris[key]} and {uri} name the same path with different store "
