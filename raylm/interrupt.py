@@ -38,7 +38,7 @@ def _handler(signum, frame) -> None:
         sys.stderr.flush()
         return
     _state["signum"] = _state["signum"] or signum
-    raise Interrupted("interrupted", signum)
+    raise Interrupted("interrupted: rerun the same command to resume (finished work is kept)", signum)
 
 
 def install() -> dict:
