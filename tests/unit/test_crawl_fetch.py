@@ -17,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from raylm.data.ingest import crawl_fetch
+from raylm.data.ingest import crawl_fetch, robots
 from raylm.data.ingest.crawl import CrawlConfig
 from raylm.data.ingest.crawl_fetch import OUTCOMES, fetch_sitemap, run_host
+from raylm.data.ingest.robots import RobotsStore
 
 pytestmark = pytest.mark.network
 
@@ -33,6 +34,7 @@ class _State:
     def __init__(self):
         self.robots = "User-agent: *\nDisallow: /private/\n"
         self.robots_status = 200
+        self.robots_location: str | None = None  # set: /robots.txt redirects there
         self.log: list[tuple[str, float]] = []   # (path, arrival time)
         self.hits: Counter = Counter()
         self.inflight = 0
@@ -75,7 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
                 st.inflight -= 1
 
     def _route(self, st: _State, path: str, n: int):
-        if path == "/robots.txt":
+        if path == "/robots.txt" and st.robots_location:
+            self._send(302, headers=[("Location", st.robots_location)])
+        elif path in ("/robots.txt", "/moved-robots.txt"):
             self._send(st.robots_status, st.robots.encode(), "text/plain")
         elif path == "/":
             links = "".join(f'<a href="{p}">x</a>' for p in ("/page/1.html", "/private/x.html", "#top", "mailto:a@b"))
@@ -161,9 +165,9 @@ def _cfg(**kw) -> CrawlConfig:
     return CrawlConfig(**base)
 
 
-def _fetch(server, paths, cfg=None) -> dict[str, dict]:
+def _fetch(server, paths, cfg=None, **kw) -> dict[str, dict]:
     root = f"http://127.0.0.1:{server.server_port}"
-    res = run_host([(root + p, 0) for p in paths], cfg or _cfg(), ["127.0.0.1"])
+    res = run_host([(root + p, 0) for p in paths], cfg or _cfg(), ["127.0.0.1"], **kw)
     return {r["requested_url"][len(root):]: r for r in res}
 
 
@@ -253,6 +257,60 @@ def test_robots_unreachable_disallows_and_404_allows(server):
     assert server.state.hits["/page/1.html"] == 0
     server.state.robots_status = 404
     assert _fetch(server, ["/page/1.html"])["/page/1.html"]["outcome"] == "ok"
+
+
+def test_robots_fetched_once_per_crawl_and_reused(server, monkeypatch, tmp_path):
+    # Two host tasks of one crawl (two rounds, or a resumed crawl) share the crawl's store.
+    server.state.robots = ("User-agent: raylm-test\nCrawl-delay: 0.2\nDisallow: /page/3.html\n"
+                           f"Sitemap: http://127.0.0.1:{server.server_port}/sitemap.xml\n")
+    store, reported = RobotsStore(tmp_path / "robots"), []
+    kw = dict(robots_store=store, on_sitemaps=lambda origin, urls: reported.append(urls))
+    _fetch(server, ["/page/1.html"], **kw)
+    starts = _record_starts(monkeypatch)
+    res = _fetch(server, ["/page/2.html", "/page/3.html", "/page/4.html"], **kw)
+    assert server.state.hits["/robots.txt"] == 1
+    assert res["/page/3.html"]["outcome"] == "robots_disallowed" and server.state.hits["/page/3.html"] == 0
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.2 - 1e-3  # the cached Crawl-delay still holds
+    assert reported == [[f"http://127.0.0.1:{server.server_port}/sitemap.xml"]]  # once, when fetched
+    assert robots.summarise(tmp_path / "robots")["kinds"]["ok"] == 1
+
+
+def test_robots_bad_input_is_counted_not_fatal(server, tmp_path):
+    store = RobotsStore(tmp_path / "robots")
+    # Over the 500 KiB limit: the part read is used, the rest ignored.
+    server.state.robots = ("User-agent: *\nDisallow: /page/1.html\n"
+                           + "# padding\n" * 60_000 + "Disallow: /page/2.html\n")
+    res = _fetch(server, ["/page/1.html", "/page/2.html"], robots_store=store)
+    assert [res[p]["outcome"] for p in ("/page/1.html", "/page/2.html")] == ["robots_disallowed", "ok"]
+    # An HTML page served as robots.txt (a soft 404) allows all.
+    server.state.robots = "<!doctype html><html><body><h1>Not here</h1></body></html>"
+    res = run_host([(f"http://localhost:{server.server_port}/page/1.html", 0)], _cfg(), ["localhost"],
+                   robots_store=store)
+    assert res[0]["outcome"] == "ok"
+    assert robots.summarise(tmp_path / "robots")["kinds"] == {
+        "ok": 0, "html": 1, "truncated": 1, "absent": 0, "unreachable": 0}
+
+
+def test_robots_redirect_is_followed_across_hosts(server):
+    # RFC 9309 2.3.1.2: follow at least five redirects, to another authority too.
+    port = server.server_port
+    server.state.robots_location = f"http://localhost:{port}/moved-robots.txt"
+    server.state.robots = "User-agent: *\nDisallow: /page/1.html\n"
+    res = _fetch(server, ["/page/1.html", "/page/2.html"])
+    assert res["/page/1.html"]["outcome"] == "robots_disallowed" and res["/page/2.html"]["outcome"] == "ok"
+    assert server.state.hits["/moved-robots.txt"] == 1
+    server.state.robots_location = "/robots.txt"  # a loop: more than five hops is "no robots.txt"
+    assert _fetch(server, ["/page/1.html"])["/page/1.html"]["outcome"] == "ok"
+
+
+def test_sitemap_named_by_robots_is_fetched_as_a_sitemap(server):
+    root = f"http://127.0.0.1:{server.server_port}"
+    res = run_host([(root + "/sitemap.xml", -1)], _cfg(), ["127.0.0.1"])
+    assert res[0]["outcome"] == "sitemap" and res[0]["links"] == [root + "/page/2.html"]
+    assert res[0]["text"] is None
+    server.state.robots = "User-agent: *\nDisallow: /sitemap.xml\n"  # robots rules hold for sitemaps too
+    assert run_host([(root + "/sitemap.xml", -1)], _cfg(), ["127.0.0.1"])[0]["outcome"] == "robots_disallowed"
+    assert server.state.hits["/sitemap.xml"] == 1
 
 
 def test_private_addresses_refused_by_default(server):

@@ -94,6 +94,26 @@ def test_result_rows_and_frontier():
         "h": [("http://h/1", 0), ("https://h/2", 0)], "g": [("http://g/", 0)]}
 
 
+def test_robots_sitemaps_enter_the_frontier(tmp_path):
+    from raylm.data.ingest.crawl import _round_sitemaps, _sitemaps_writer
+
+    write = _sitemaps_writer(tmp_path / "sitemaps")
+    write("http://h", ["http://h/sitemap.xml", "http://H/sitemap.xml", "ftp://h/x"])  # dup, not http(s)
+    write("https://o", ["https://o/s.xml"])
+    write("http://h", ["http://h/sitemap.xml"])  # a retried task writes the same file again
+    sitemaps = _round_sitemaps(tmp_path)
+    assert sorted(sitemaps) == ["http://h/sitemap.xml", "https://o/s.xml"]
+    rows = [result_row(_res("http://h/", links=["http://h/a"], depth=3)),
+            result_row(_res("http://h/s1.xml", outcome="sitemap", depth=-1, links=["http://h/b", "http://o/c"])),
+            result_row(_res("http://h/index.xml", outcome="sitemap_index", depth=-1, links=["http://h/s2.xml"]))]
+    t = pa.Table.from_pylist(rows, schema=PART_SCHEMA)
+    assert t.column("drop").to_pylist() == [None, "crawl:sitemap", "crawl:sitemap_index"]
+    # Sitemaps go at depth -1 (fetched as sitemaps), their pages at depth 0, even past max_depth;
+    # only allowed hosts, each URL once.
+    nxt = next_frontier(t, {"http://h/"}, ["h"], max_depth=3, budget=10, sitemaps=sitemaps)
+    assert nxt == [("http://h/sitemap.xml", -1), ("http://h/b", 0), ("http://h/s2.xml", -1)]
+
+
 def test_part_writer_is_atomic_and_resumable(tmp_path):
     w = PartWriter(tmp_path, "h", rows=2)
     for i in range(5):

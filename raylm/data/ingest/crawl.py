@@ -10,11 +10,16 @@ Work dir (must be visible to every node; a local path on one machine, NFS on a c
     round-NNNNN/frontier.parquet  this round's (url, depth); written last, so it marks the round
     round-NNNNN/parts/<host>@<uuid>.parquet   results, written atomically by the host tasks
     round-NNNNN/_DONE             round summary; the next round's files exist before it
+    round-NNNNN/sitemaps/*.json   Sitemap URLs of the robots.txt files fetched in this round
+    robots/*.json                 each origin's robots.txt answer, reused by every round (robots.py)
     failures.jsonl, stats.json    all non-ok URLs with their reason, and counts by outcome
     scope.json                    the settings that decide what is fetched (SCOPE_KEYS): a
                                   resume with different ones is refused before any fetch
 A rerun resumes at the last round without _DONE and skips URLs already in its parts, so a
-completed page is never fetched twice (a task retried by Ray does the same check).
+completed page is never fetched twice (a task retried by Ray does the same check), and it reuses
+the robots.txt answers in robots/; a fresh crawl (no round on disk) asks every host again.
+Sitemaps named by robots.txt (follow_robots_sitemaps) are queued at depth -1 when their host is in
+scope; fetched like any URL (robots rules included), their page URLs join the next round at depth 0.
 
 Limit (STYLE 7): the driver holds the seen set and one round's links; both are bounded by
 max_pages (about 100 bytes per URL, so 10 M pages ~ 1 GB of driver memory).
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +43,9 @@ import pyarrow.parquet as pq
 
 from raylm import atomic
 from raylm.data import schema
+from raylm.data.ingest import robots
 from raylm.data.ingest.crawl_url import host_allowed, host_of, normalize
+from raylm.data.ingest.robots import RobotsStore
 
 PART_SCHEMA = pa.schema([*schema.DOC_SCHEMA, pa.field("requested_url", pa.string()), pa.field("depth", pa.int32()),
                          pa.field("status", pa.int32()), pa.field("outcome", pa.string()),
@@ -57,6 +65,7 @@ class CrawlConfig:
     per_host_concurrency: int = 2  # requests in flight to one host
     min_delay_s: float = 1.0  # seconds between request starts to one host
     obey_robots: bool = True  # robots.txt rules and Crawl-delay
+    follow_robots_sitemaps: bool = True  # queue the Sitemap: URLs of robots.txt (allowed hosts only)
     max_crawl_delay_s: float = 30.0  # a larger robots Crawl-delay is capped to this (seconds)
     retries: int = 3  # extra attempts after a timeout, 429, 5xx or connection error
     backoff_s: float = 1.0  # wait before the first retry (seconds); doubles each retry
@@ -111,17 +120,20 @@ def group_by_host(frontier: list[tuple[str, int]]) -> dict[str, list[tuple[str, 
 
 
 def next_frontier(results: pa.Table, seen: set[str], allowed: list[str], max_depth: int,
-                  budget: int) -> list[tuple[str, int]]:
+                  budget: int, sitemaps: list[str] = ()) -> list[tuple[str, int]]:
     """New (url, depth) pairs from a round's results: unseen, allowed, within depth and budget.
 
+    `sitemaps`: Sitemap URLs named by the round's robots.txt files, queued at depth -1 first.
     Mutates `seen`: it gains the new URLs and the final URLs of followed redirects.
     """
     seen.update(u for u in results.column("url").to_pylist() if u)
     out: list[tuple[str, int]] = []
-    for depth, outcome, links in zip(results.column("depth").to_pylist(), results.column("outcome").to_pylist(),
-                                     results.column("links").to_pylist(), strict=True):
-        # A cross-host redirect is the same page reached another way: it keeps its depth.
-        d = depth if outcome == "redirect" else depth + 1
+    rows = zip(results.column("depth").to_pylist(), results.column("outcome").to_pylist(),
+               results.column("links").to_pylist(), strict=True)
+    for depth, outcome, links in [(-1, "robots", sitemaps), *rows]:
+        # A cross-host redirect is the same page reached another way: it keeps its depth. A
+        # sitemap is marked by depth -1; the pages it lists are seeds (depth 0).
+        d = {"redirect": depth, "robots": -1, "sitemap_index": -1, "sitemap": 0}.get(outcome, depth + 1)
         if d > max_depth:
             continue
         for u in links or []:
@@ -176,10 +188,29 @@ class PartWriter:
 
 # --- the Ray shell -------------------------------------------------------------------------
 
+def _sitemaps_writer(folder: Path):
+    """on_sitemaps callback of a host task: round-NNNNN/sitemaps/<origin>.json, written atomically."""
+    def write(origin: str, urls: list[str]) -> None:
+        name = re.sub(r"[^A-Za-z0-9.\-]+", "_", origin) + f"-{uuid.uuid5(uuid.NAMESPACE_URL, origin).hex[:8]}.json"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(folder / name, json.dumps({"origin": origin, "sitemaps": urls}) + "\n")
+    return write
+
+
+def _round_sitemaps(rd: Path) -> list[str]:
+    """Sitemap URLs reported by the round's host tasks, normalised, in a stable order."""
+    urls = [normalize(u) for p in sorted((rd / "sitemaps").glob("*.json"))
+            for u in json.loads(p.read_text())["sitemaps"]]
+    return list(dict.fromkeys(u for u in urls if u))
+
+
 def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: str) -> pa.Table:
     """Map function: one row = one host's URLs; fetch them politely, write parts, return counts."""
     from raylm.data.ingest.crawl_fetch import crawl_host
 
+    rd = Path(parts).parent
+    store = RobotsStore(rd.parent / "robots")
+    on_sitemaps = _sitemaps_writer(rd / "sitemaps") if cfg.follow_robots_sitemaps else None
     hosts, fetched = [], []
     for row in batch.to_pylist():
         writer = PartWriter(Path(parts), row["host"], cfg.part_rows)
@@ -188,7 +219,8 @@ def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: 
         if items:
             try:
                 # After round 0 the host's last request may be a moment ago: wait one delay first.
-                asyncio.run(crawl_host(items, cfg, allowed, writer.add, first_wait=row["round"] > 0))
+                asyncio.run(crawl_host(items, cfg, allowed, writer.add, first_wait=row["round"] > 0,
+                                       robots_store=store, on_sitemaps=on_sitemaps))
             finally:
                 writer.flush()  # keep finished pages even if the task dies afterwards
         hosts.append(row["host"])
@@ -234,10 +266,11 @@ def _summarise(work: Path, last: int) -> dict:
         t = _read_parts(_round_dir(work, r) / "parts", ["requested_url", "outcome", "status", "error"])
         for url, outcome, status, error in zip(*(c.to_pylist() for c in t.columns), strict=True):
             counts[outcome] += 1
-            if outcome != "ok":
+            if outcome not in ("ok", "sitemap", "sitemap_index"):
                 lines.append(json.dumps({"url": url, "reason": outcome, "status": status, "error": error,
                                          "round": r}))
-    stats = {"rounds": last + 1, "urls": sum(counts.values()), "outcomes": dict(sorted(counts.items()))}
+    stats = {"rounds": last + 1, "urls": sum(counts.values()), "outcomes": dict(sorted(counts.items())),
+             "robots": robots.summarise(work / "robots")}
     atomic.write_text(work / "failures.jsonl", "".join(line + "\n" for line in lines))
     atomic.write_text(work / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
@@ -246,7 +279,7 @@ def _summarise(work: Path, last: int) -> dict:
 # Settings that decide which URLs a crawl fetches and keeps: a resumed crawl must use the same
 # ones (the rounds on disk were built with them). Speed, retry and timeout settings may change.
 SCOPE_KEYS = ("seeds", "sitemap", "allowed_hosts", "max_depth", "max_pages", "user_agent", "obey_robots",
-              "content_types", "max_body_bytes", "allow_private_addresses")
+              "follow_robots_sitemaps", "content_types", "max_body_bytes", "allow_private_addresses")
 
 
 def check_scope(work: Path, cfg: CrawlConfig) -> None:
@@ -273,6 +306,7 @@ def crawl(cfg: CrawlConfig) -> dict:
     if not rounds:
         seeds = _seeds(cfg)  # bad seeds fail here, before anything is written
         (work / "scope.json").unlink(missing_ok=True)  # from a start that never wrote a round
+        shutil.rmtree(work / "robots", ignore_errors=True)  # a fresh crawl asks every host again
         check_scope(work, cfg)
         frontier = [(u, 0) for u in seeds[: cfg.max_pages]]
         r = 0
@@ -300,7 +334,8 @@ def crawl(cfg: CrawlConfig) -> dict:
                     _round_dir(work, 0) / "frontier.parquet").column("url").to_pylist()})
             allowed = seeds_hosts
         parts = rd / "parts"
-        for d in (work, rd, parts):  # temps a killed attempt left; no writer of this crawl is live yet
+        # Temps a killed attempt left; no writer of this crawl is live yet.
+        for d in (work, rd, parts, rd / "sitemaps", work / "robots"):
             atomic.sweep(d)
         done = set(_read_parts(parts, ["requested_url"]).column(0).to_pylist())
         todo = group_by_host([(u, d) for u, d in frontier if u not in done])
@@ -308,7 +343,8 @@ def crawl(cfg: CrawlConfig) -> dict:
             nodes.update(_fetch_round(todo, cfg, allowed, parts, r))
         results = _read_parts(parts, ["url", "depth", "outcome", "links"])
         seen = set(pq.read_table(rd / "seen.parquet").column("url").to_pylist())
-        nxt = next_frontier(results, seen, allowed, cfg.max_depth, cfg.max_pages - queued)
+        sitemaps = [u for u in _round_sitemaps(rd) if host_allowed(host_of(u), allowed)]
+        nxt = next_frontier(results, seen, allowed, cfg.max_depth, cfg.max_pages - queued, sitemaps)
         if nxt:
             nd = _round_dir(work, r + 1)
             nd.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import asyncio
 import datetime as dt
 import email.utils
 import socket
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,8 +32,10 @@ from raylm.data.ingest.crawl_url import (
     is_ip_literal,
     normalize,
     parse_sitemap,
+    sitemap_text,
 )
-from raylm.data.ingest.robots import RobotsPolicy, policy_from_response
+from raylm.data.ingest.robots import MAX_BYTES as _ROBOTS_MAX_BYTES
+from raylm.data.ingest.robots import RobotsPolicy, RobotsStore, policy_from_record, policy_from_response
 
 if TYPE_CHECKING:
     from raylm.data.ingest.crawl import CrawlConfig
@@ -56,9 +57,10 @@ OUTCOMES = (
     "offsite_redirect",    # redirect to a host outside the allow-list: not followed
     "refused_address",     # loopback/private/link-local address and allow_private_addresses false
     "bad_url",             # not http(s), unparsable, or a Location header that is not a URL
+    "sitemap",             # a sitemap named by robots.txt (depth -1): its page URLs queued at depth 0
+    "sitemap_index",       # a sitemap index: the sitemaps it names queued at depth -1
 )
 _REDIRECTS = (301, 302, 303, 307, 308)
-_ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309: crawlers must read at least 500 KiB
 
 
 class RefusedAddress(OSError):
@@ -122,6 +124,7 @@ class _Resp:
     charset: str | None = None
     body: bytes | None = None
     error: str | None = None
+    truncated: bool = False         # body cut at max_bytes (only when the caller asked to truncate)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -147,15 +150,19 @@ def _now_iso() -> str:
 class HostFetcher:
     """Fetches URLs of one host under one config; `fetch` returns a result dict, never raises."""
 
-    def __init__(self, cfg: CrawlConfig, session: aiohttp.ClientSession, pacer: Pacer, allowed_hosts: list[str]):
+    def __init__(self, cfg: CrawlConfig, session: aiohttp.ClientSession, pacer: Pacer, allowed_hosts: list[str],
+                 robots_store: RobotsStore | None = None,
+                 on_sitemaps: Callable[[str, list[str]], None] | None = None):
         self.cfg = cfg
         self.session = session
         self.pacer = pacer
         self.allowed_hosts = allowed_hosts
+        self.robots_store = robots_store or RobotsStore(None)  # the crawl's cache; none: this call only
+        self.on_sitemaps = on_sitemaps  # (origin, Sitemap URLs) when a robots.txt is fetched
         self._robots: dict[str, RobotsPolicy | str] = {}  # origin -> policy, or "refused"
         self._robots_lock = asyncio.Lock()
 
-    async def _attempt(self, url: str, max_bytes: int, check_type: bool) -> _Resp:
+    async def _attempt(self, url: str, max_bytes: int, check_type: bool, truncate: bool = False) -> _Resp:
         cfg = self.cfg
         await self.pacer.wait()
         try:
@@ -171,13 +178,16 @@ class HostFetcher:
                     mime, charset = parse_content_type(resp.headers.get("Content-Type"))
                     if check_type and cfg.content_types and mime not in cfg.content_types:
                         return _Resp(status, outcome="wrong_type", mime=mime)
-                    if resp.content_length is not None and resp.content_length > max_bytes:
+                    if not truncate and resp.content_length is not None and resp.content_length > max_bytes:
                         return _Resp(status, outcome="too_large", mime=mime)
                     body = bytearray()
                     # Counted after content decoding, so a gzip bomb stops at the same limit.
                     async for chunk in resp.content.iter_chunked(1 << 16):
                         body += chunk
                         if len(body) > max_bytes:
+                            if truncate:
+                                return _Resp(status, mime=mime, charset=charset, body=bytes(body[:max_bytes]),
+                                             truncated=True)
                             return _Resp(status, outcome="too_large", mime=mime)
                     return _Resp(status, mime=mime, charset=charset, body=bytes(body))
         except TimeoutError as e:  # asyncio.timeout, and aiohttp's connect/sock_read timeouts
@@ -191,11 +201,12 @@ class HostFetcher:
         except (aiohttp.ClientError, OSError) as e:
             return _Resp(outcome="connection_error", retryable=True, error=f"{type(e).__name__}: {e}"[:200])
 
-    async def _get(self, url: str, max_bytes: int, check_type: bool = True) -> tuple[_Resp, int]:
+    async def _get(self, url: str, max_bytes: int, check_type: bool = True, truncate: bool = False
+                   ) -> tuple[_Resp, int]:
         """One URL with retries: exponential backoff; Retry-After honoured and applied to the host."""
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
-            r = await self._attempt(url, max_bytes, check_type)
+            r = await self._attempt(url, max_bytes, check_type, truncate)
             if not r.retryable or attempt == cfg.retries:
                 return r, attempt + 1
             wait = cfg.backoff_s * 2 ** attempt
@@ -208,7 +219,7 @@ class HostFetcher:
         raise AssertionError("unreachable")
 
     async def robots_for(self, url: str) -> RobotsPolicy | str:
-        """The robots policy of url's origin (fetched once per origin), or "refused"."""
+        """The robots policy of url's origin (fetched once per origin and crawl), or "refused"."""
         parts = url.split("/", 3)
         origin = "/".join(parts[:3])
         async with self._robots_lock:
@@ -216,31 +227,42 @@ class HostFetcher:
                 if not self.cfg.obey_robots:
                     self._robots[origin] = policy_from_response(404, None, self.cfg.user_agent)
                 else:
-                    self._robots[origin] = await self._fetch_robots(origin + "/robots.txt")
+                    self._robots[origin] = await self._robots_cached(origin)
+                policy = self._robots[origin]
+                d = policy.crawl_delay() if isinstance(policy, RobotsPolicy) else None
+                if d is not None:
+                    self.pacer.delay = max(self.pacer.delay, min(d, self.cfg.max_crawl_delay_s))
             return self._robots[origin]
 
-    async def _fetch_robots(self, robots_url: str) -> RobotsPolicy | str:
+    async def _robots_cached(self, origin: str) -> RobotsPolicy | str:
+        """From the crawl's store when fresh; else fetched, reported (sitemaps) and stored."""
+        rec, fresh = self.robots_store.get(origin)
+        if fresh:
+            return policy_from_record(rec, self.cfg.user_agent)
+        got = await self._fetch_robots(origin + "/robots.txt")
+        if got == "refused":
+            return got
+        return self.robots_store.record(origin, *got, self.cfg.user_agent, before=rec, on_sitemaps=self.on_sitemaps)
+
+    async def _fetch_robots(self, robots_url: str) -> tuple[int | None, str | None, bool] | str:
+        """(status, text, truncated) of a robots.txt, or "refused"; status None: unreachable."""
         url = robots_url
-        for _ in range(5):  # RFC 9309: follow at least five redirects
-            r, _n = await self._get(url, _ROBOTS_MAX_BYTES, check_type=False)
+        for _ in range(6):  # RFC 9309 2.3.1.2: follow at least five redirects, across hosts too
+            host = host_of(url)
+            if not self.cfg.allow_private_addresses and is_ip_literal(host) and address_refused(host.strip("[]")):
+                return "refused"
+            r, _n = await self._get(url, _ROBOTS_MAX_BYTES, check_type=False, truncate=True)
             if r.outcome == "refused_address":
                 return "refused"
-            if r.status in _REDIRECTS and r.location:
-                nxt = normalize(r.location, url)
-                if nxt is None or host_of(nxt) != host_of(url):
-                    return policy_from_response(404, None, self.cfg.user_agent)
-                url = nxt
+            if r.status in _REDIRECTS:
+                url = normalize(r.location or "", url)
+                if url is None:
+                    return 404, None, False  # a redirect to nowhere: no robots.txt
                 continue
-            status = None if r.outcome in ("timeout", "connection_error") else r.status
-            if r.outcome == "too_large":
-                status = 404  # treat an absurd robots.txt as absent rather than blocking the host
-            text = decode(r.body).text if r.body is not None else None
-            policy = policy_from_response(status, text, self.cfg.user_agent)
-            d = policy.crawl_delay()
-            if d is not None:
-                self.pacer.delay = max(self.pacer.delay, min(d, self.cfg.max_crawl_delay_s))
-            return policy
-        return policy_from_response(404, None, self.cfg.user_agent)
+            if r.outcome in ("timeout", "connection_error", "bad_url"):
+                return None, None, False
+            return r.status, decode(r.body).text if r.body is not None else None, r.truncated
+        return 404, None, False  # more than five redirects: RFC 9309 says it MAY be taken as absent
 
     async def fetch(self, url: str, depth: int = 0) -> dict:
         """Fetch `url` following same-host redirects; one result dict (see result_row)."""
@@ -272,7 +294,8 @@ class HostFetcher:
             if not policy.allowed(current):
                 res["outcome"] = "robots_unavailable" if policy.unreachable else "robots_disallowed"
                 return
-            r, n = await self._get(current, cfg.max_body_bytes)
+            sitemap = res["depth"] < 0
+            r, n = await self._get(current, cfg.max_body_bytes, check_type=not sitemap)
             res["attempts"] += n
             res["status"], res["error"], res["fetched_at"] = r.status, r.error, _now_iso()
             res["content_type"] = r.mime
@@ -299,8 +322,14 @@ class HostFetcher:
             if r.outcome is not None:
                 res["outcome"] = r.outcome
                 return
-            self._decode(res, r)
+            self._sitemap(res, r) if sitemap else self._decode(res, r)
             return
+
+    def _sitemap(self, res: dict, r: _Resp) -> None:
+        """A sitemap named by robots.txt: its URLs (allowed hosts only) become the row's links."""
+        locs, is_index = parse_sitemap(sitemap_text(r.body or b"", self.cfg.max_body_bytes))
+        res["outcome"] = "sitemap_index" if is_index else "sitemap"
+        res["links"] = list(dict.fromkeys(u for u in locs if host_allowed(host_of(u), self.allowed_hosts)))
 
     def _decode(self, res: dict, r: _Resp) -> None:
         body = r.body or b""
@@ -328,17 +357,20 @@ def client_session(cfg: CrawlConfig) -> aiohttp.ClientSession:
 
 
 async def crawl_host(items: list[tuple[str, int]], cfg: CrawlConfig, allowed_hosts: list[str],
-                     sink: Callable[[dict], None], first_wait: bool = False) -> None:
+                     sink: Callable[[dict], None], first_wait: bool = False, robots_store: RobotsStore | None = None,
+                     on_sitemaps: Callable[[str, list[str]], None] | None = None) -> None:
     """Fetch (url, depth) items of one host with cfg's politeness; each result goes to `sink`.
 
     first_wait: wait one min_delay_s before the first request (the host may have been
-    contacted by the previous round a moment ago).
+    contacted by the previous round a moment ago). robots_store: the crawl's robots.txt cache
+    (None: fetched once for this call). on_sitemaps: called with the Sitemap URLs of each
+    robots.txt fetched. An item of depth -1 is a sitemap (see HostFetcher._sitemap).
     """
     async with client_session(cfg) as session:
         pacer = Pacer(cfg.min_delay_s)
         if first_wait:
             pacer.pause_until(asyncio.get_running_loop().time() + cfg.min_delay_s)
-        fetcher = HostFetcher(cfg, session, pacer, allowed_hosts)
+        fetcher = HostFetcher(cfg, session, pacer, allowed_hosts, robots_store, on_sitemaps)
         queue = list(reversed(items))
 
         async def worker() -> None:
@@ -349,10 +381,10 @@ async def crawl_host(items: list[tuple[str, int]], cfg: CrawlConfig, allowed_hos
         await asyncio.gather(*(worker() for _ in range(min(cfg.per_host_concurrency, len(items)) or 1)))
 
 
-def run_host(items: list[tuple[str, int]], cfg: CrawlConfig, allowed_hosts: list[str]) -> list[dict]:
-    """Blocking wrapper: all results of one host (tests and small crawls)."""
+def run_host(items: list[tuple[str, int]], cfg: CrawlConfig, allowed_hosts: list[str], **kw) -> list[dict]:
+    """Blocking wrapper: all results of one host (tests and small crawls); kw as for crawl_host."""
     out: list[dict] = []
-    asyncio.run(crawl_host(items, cfg, allowed_hosts, out.append))
+    asyncio.run(crawl_host(items, cfg, allowed_hosts, out.append, **kw))
     return out
 
 
@@ -371,10 +403,7 @@ def fetch_sitemap(url: str, cfg: CrawlConfig, max_sitemaps: int = 50) -> list[st
                 r, _ = await fetcher._get(u, cfg.max_body_bytes, check_type=False)
                 if not r.body:
                     continue
-                body = r.body
-                if body[:2] == b"\x1f\x8b":  # sitemap.xml.gz; the output is bounded like any body
-                    body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, cfg.max_body_bytes)
-                locs, is_index = parse_sitemap(decode(body).text)
+                locs, is_index = parse_sitemap(sitemap_text(r.body, cfg.max_body_bytes))
                 (todo if is_index else pages).extend(locs)
             return pages
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+import zlib
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from raylm.data.ingest.charset import decode
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -119,6 +122,13 @@ def extract_links(html: str, page_url: str) -> list[str]:
     base = urljoin(page_url, p.base) if p.base else page_url
     out = [normalize(h, base) for h in p.links]
     return list(dict.fromkeys(u for u in out if u is not None))
+
+
+def sitemap_text(body: bytes, max_bytes: int) -> str:
+    """A sitemap body as text: sitemap.xml.gz unpacked, its output bounded by max_bytes."""
+    if body[:2] == b"\x1f\x8b":
+        body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, max_bytes)
+    return decode(body).text
 
 
 def parse_sitemap(xml: str) -> tuple[list[str], bool]:
