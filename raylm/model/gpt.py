@@ -89,6 +89,22 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.c_proj(y))
 
+    def cached(self, x: torch.Tensor, past: tuple | None) -> tuple[torch.Tensor, tuple]:
+        """Inference with a KV cache: x (B, T, C) holds the newest T positions, `past` the keys and
+        values (B, nh, P, hs) of the P before them (None: none). Returns (out, (keys, values) of
+        all P + T positions)."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        P = k.size(2) - T
+        mask = None  # T == 1: the new token sees everything; P == 0: plain causal
+        if T > 1 and P > 0:  # several new tokens after a cache: causal, shifted by P
+            mask = torch.arange(T, device=x.device)[:, None] + P >= torch.arange(P + T, device=x.device)[None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=P == 0 and T > 1)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)), (k, v)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -113,6 +129,11 @@ class Block(nn.Module):
     def forward(self, x, attn_mask=None):
         x = x + self.attn(self.ln_1(x), attn_mask)
         return x + self.mlp(self.ln_2(x))
+
+    def cached(self, x, past):
+        a, kv = self.attn.cached(self.ln_1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
 
 
 class GPT(nn.Module):
@@ -182,26 +203,49 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
+    def cached(self, idx: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+        """KV-cache inference (eval mode): logits (B, T, V) of the T newest tokens `idx` at
+        positions P..P+T-1, P the length of `past` (per block (keys, values); None at the start),
+        and the cache extended by them. P + T must not exceed block_size."""
+        start = past[0][0].size(2) if past else 0
+        B, T = idx.shape
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"{start + T} positions exceed block_size {self.cfg.block_size}")
+        x = self.wte(idx) + self.wpe(torch.arange(start, start + T, device=idx.device))  # (B, T, C)
+        new = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.cached(x, past[i] if past else None)
+            new.append(kv)
+        return self.lm_head(self.ln_f(x)), new
+
+    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample continuations of (B, T) prompts; returns (B, T + max_new_tokens)."""
+        """Sample continuations of (B, T) prompts; returns (B, T + max_new_tokens). Recomputes the
+        whole window every token (no cache): the reference raylm/eval/generate.py is checked against."""
         for _ in range(max_new_tokens):
             ctx = idx[:, -self.cfg.block_size:]
-            logits = self(ctx)[0][:, -1, :].float()  # (B, V)
-            if temperature <= 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                if top_p is not None and top_p < 1.0:
-                    srt, order = torch.sort(logits, descending=True)
-                    cum = srt.softmax(-1).cumsum(-1)
-                    remove = cum - srt.softmax(-1) > top_p  # keep the smallest set reaching top_p
-                    srt = srt.masked_fill(remove, float("-inf"))
-                    logits = torch.full_like(logits, float("-inf")).scatter(-1, order, srt)
-                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            nxt = sample(self(ctx)[0][:, -1, :], temperature, top_k, top_p, generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
+
+
+def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next token ids (B, 1) from last-position logits (B, V): greedy at temperature 0, else
+    softmax sampling after temperature, top-k and nucleus (top-p) truncation."""
+    logits = logits.float()
+    if temperature <= 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        srt, order = torch.sort(logits, descending=True)
+        cum = srt.softmax(-1).cumsum(-1)
+        remove = cum - srt.softmax(-1) > top_p  # keep the smallest set reaching top_p
+        srt = srt.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, srt)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
