@@ -33,7 +33,7 @@ class TokenizerConfig:
     vocab_size: int = 4096                # BPE target vocabulary incl. 256 bytes + specials; ignored for char
     min_frequency: int = 2                # BPE: a pair must occur this often to merge
     sample_bytes: int = 200_000_000       # max training-split bytes sent to the driver to train BPE
-    path: str | None = None               # use this existing tokenizer.json instead of training one
+    path: str | None = None               # use this tokenizer.json (or a checkpoint folder's) instead of training one
 
     def __post_init__(self):
         if self.kind == "bpe" and self.path is None and self.vocab_size < 256 + 1:
@@ -44,8 +44,11 @@ class TokenizerConfig:
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-    """data.tokenizer.path's tokenizer.json; one-line errors when it is missing, is not one, or
-    has no EOS token."""
+    """data.tokenizer.path's tokenizer.json (or a checkpoint folder holding one: continued
+    pretraining tokenizes new text with its checkpoint's tokenizer); one-line errors when it is
+    missing, is not one, or has no EOS token."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "tokenizer.json")):
+        path = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data.tokenizer.path: {path} does not exist")
     try:

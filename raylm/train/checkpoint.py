@@ -5,6 +5,8 @@ Layout of one checkpoint directory:
   model.json          the model config, to rebuild the model and refuse a shape mismatch
   state.pt            optimizer, step, data position, RNG states, early-stopping state;
                       loaded with torch.load(weights_only=True): no pickled code runs.
+  tokenizer.json      the tokenizer the model was trained with (generate, export, and the check
+                      that continued pretraining reads shards of the same tokenizer)
   checksums.json      sha256 of every other file; `verify` checks them before a resume, so a
                       corrupt newest checkpoint is skipped for the one before (loop.py).
 """
@@ -65,13 +67,16 @@ def verify(path: str | Path) -> list[str]:
 
 
 def save(path: str | Path, model: torch.nn.Module, model_cfg: GPTConfig, state: dict | None = None,
-         extra: dict | None = None, weights: dict | None = None) -> Path:
+         extra: dict | None = None, weights: dict | None = None, files: dict[str, str] | None = None) -> Path:
     """Write a checkpoint directory atomically (temp dir, then rename). `weights` overrides
-    `model.state_dict()` (a gathered full state dict under FSDP)."""
+    `model.state_dict()` (a gathered full state dict under FSDP); `files` are extra text files
+    (name -> content), e.g. the tokenizer, so the checkpoint is self-contained."""
     path = Path(path)
     with atomic.directory(path) as tmp:
         save_file(model_state(model, weights), tmp / "model.safetensors")
         (tmp / "model.json").write_text(json.dumps({"model": asdict(model_cfg), **(extra or {})}, indent=2))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
         if state is not None:
             torch.save(state, tmp / "state.pt")
         write_checksums(tmp)

@@ -52,6 +52,7 @@ class LMRun:
     seed: int
     init_from: str | None = None  # checkpoint whose weights start the run (continued pretraining)
     tb_dir: str | None = None     # TensorBoard events (rank 0); None = none
+    tokenizer_json: str | None = None  # copied into every checkpoint; None = not copied
 
 
 @dataclass
@@ -268,7 +269,8 @@ def _checkpoint(run: LMRun, model, raw, optimizer, model_cfg, state: LoopState, 
     if rank != 0:
         return None
     return ckpt.save(Path(run.out) / f".ckpt-{state.step}", raw, model_cfg, {"optimizer": opt_state, **asdict(state)},
-                     weights=weights, extra={"step": state.step, "val_loss": val, "data_dir": str(run.data_dir)})
+                     weights=weights, extra={"step": state.step, "val_loss": val, "data_dir": str(run.data_dir)},
+                     files={"tokenizer.json": run.tokenizer_json} if run.tokenizer_json else None)
 
 
 def train_worker(run: LMRun, session=None) -> dict:

@@ -203,6 +203,8 @@ class RaySession:
 
         self.log(metrics)
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        # named by step, so a checkpoint folder says what it holds (the final one of a fine-tune too)
+        name = f"checkpoint_step-{metrics['step']:06d}{'-final' if metrics.get('final') else ''}"
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name if checkpoint else None)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)

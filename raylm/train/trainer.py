@@ -22,6 +22,14 @@ from raylm.train.session import LocalSession
 RUN_NAME = "run"
 
 
+def tokenizer_text(data_dir: str) -> str | None:
+    """The shards' tokenizer.json, which every checkpoint of a run carries; None when absent."""
+    from raylm.data.shards import read_manifest
+
+    p = Path(data_dir) / read_manifest(data_dir).get("tokenizer", "tokenizer.json")
+    return p.read_text() if p.is_file() else None
+
+
 def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: int,
         init_from: str | None = None, storage_path: str | None = None, env: dict | None = None) -> dict:
     """Train; writes and returns {"metrics": last metrics, "checkpoint": the newest checkpoint}
@@ -29,7 +37,7 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
     resolve_model_config(model_cfg, data_dir)  # fail fast on a vocab mismatch or missing manifest
     out_dir = Path(out).resolve()
     run = LMRun(model=model_cfg, train=cfg, data_dir=str(data_dir), out=str(out_dir), seed=seed,
-                init_from=init_from, tb_dir=str(out_dir / "tb"))
+                init_from=init_from, tb_dir=str(out_dir / "tb"), tokenizer_json=tokenizer_text(data_dir))
     drop_unreported_checkpoints(out_dir)
     if cfg.num_workers == 0:
         session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)

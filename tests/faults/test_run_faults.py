@@ -141,6 +141,7 @@ def test_ctrl_c_after_a_checkpoint_saves_the_resume_point(tmp_path, tiny_shards)
     steps = [r["metrics"]["step"] for r in snap["checkpoint_results"]]
     kept = [d for d in (out / "train" / "run").glob("checkpoint_*") if d.is_dir()]
     assert max(steps) == stopped_at and len(kept) == len(steps) <= 2  # no orphans past keep_checkpoints
+    assert f"checkpoint_step-{stopped_at:06d}" in {d.name for d in kept}  # folders named by step
     result = json.loads((out / "train" / "result.json").read_text())
     assert result["metrics"]["interrupted"] and result["metrics"]["step"] == stopped_at
 
