@@ -24,13 +24,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pretrain a GPT on the shards (Ray Train)", "raylm.commands:train"),
     "finetune": ("continued pretraining or a classification head from a checkpoint (Ray Train)",
                  "raylm.commands:finetune"),
-    "eval": ("validation loss, perplexity, bits per byte and samples", "raylm.commands:evaluate"),
+    "eval": ("evaluate the newest checkpoint: a language model (perplexity, bits per byte, samples) or a "
+             "classifier (accuracy, P/R/F1)", "raylm.commands:evaluate"),
+    "generate": ("text from a checkpoint: one prompt, a file of prompts, or interactively",
+                 "raylm.commands:generate"),
+    "export": ("write a checkpoint in the Hugging Face layout (transformers loads it)", "raylm.commands:export"),
     "tune": ("sweep hyperparameters with early stopping (Ray Tune)", "raylm.commands:tune"),
     "rate": ("read filled human-evaluation sheets: mean scores, rater agreement", "raylm.commands:rate"),
     "run": ("data -> train -> eval from one config", "raylm.commands:run_all"),
     "check": ("validate a config and print it resolved (no Ray)", "raylm.commands:check"),
 }
 WRITES = ("data", "train", "finetune", "tune", "run")  # commands whose output folders --overwrite clears
+# Arguments a single command adds to the common ones (CONFIG, --set, --address).
+EXTRA: dict[str, list[tuple[tuple, dict]]] = {
+    "tune": [(("--resume",), {"action": "store_true", "help": "continue an interrupted sweep"})],
+    "generate": [
+        (("--checkpoint",), {"help": "checkpoint folder (default: the run's newest language model)"}),
+        (("--prompt",), {"help": "one prompt; the completion streams to the terminal"}),
+        (("--prompts",), {"metavar": "FILE", "help": "a file of prompts (one a line, or jsonl with \"prompt\")"}),
+        (("--interactive",), {"action": "store_true", "help": "prompt, generate, repeat"}),
+        (("--output",), {"metavar": "FILE", "help": "jsonl of completions for --prompts "
+                                                   "(default <out>/generate/completions.jsonl)"}),
+        (("--max-new-tokens",), {"type": int, "help": "tokens to add at most (default eval.sample_tokens)"}),
+        (("--temperature",), {"type": float, "help": "0 = greedy (default eval.temperature)"}),
+        (("--top-k",), {"type": int, "help": "keep the k most likely tokens; 0 = off (default eval.top_k)"}),
+        (("--top-p",), {"type": float, "help": "nucleus mass; 1 = off (default eval.top_p)"}),
+        (("--seed",), {"type": int, "help": "sampling seed (default: the config's seed)"}),
+    ],
+    "export": [
+        (("--checkpoint",), {"help": "checkpoint folder (default: the run's newest)"}),
+        (("--format",), {"choices": ["hf"], "default": "hf", "help": "hf: the Hugging Face layout"}),
+        (("--out",), {"dest": "export_out", "required": True, "metavar": "DIR", "help": "folder to write"}),
+    ],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name in WRITES:
             s.add_argument("--overwrite", action="store_true",
                            help="replace output that another config wrote (it is deleted first)")
-        if name == "tune":
-            s.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+        for a, kw in EXTRA.get(name, []):
+            s.add_argument(*a, **kw)
     return p
 
 

@@ -136,7 +136,23 @@ def finetune(args) -> dict:
     if cfg.finetune.task == "classify":
         return _classify(args, cfg, src)
     cfg.model = read_model_config(src)  # the architecture is the checkpoint's
-    return train(args, cfg, init_from=src, stage="finetune", data_dir=cfg.finetune.data_dir)
+    data_dir = Path(cfg.finetune.data_dir).resolve() if cfg.finetune.data_dir else _paths(cfg)["shards"]
+    _same_tokenizer(Path(src), data_dir, cfg)
+    return train(args, cfg, init_from=src, stage="finetune", data_dir=str(data_dir))
+
+
+def _same_tokenizer(ck: Path, data_dir: Path, cfg: RootConfig) -> None:
+    """Continued pretraining reads token ids: the new shards must come from the checkpoint's own
+    tokenizer (compared by content; a vocabulary of the same size can map ids to other strings)."""
+    from tokenizers import Tokenizer
+
+    from raylm.data.shards import read_manifest
+
+    theirs = (data_dir / read_manifest(data_dir)["tokenizer"]).read_text()
+    if Tokenizer.from_str(theirs).to_str() != Tokenizer.from_str(_tokenizer_of(ck, cfg)).to_str():
+        raise ValueError(f"the shards in {data_dir} were tokenized with another tokenizer than checkpoint {ck}: "
+                         f"their token ids mean other strings. Rebuild them with data.tokenizer.path={ck} "
+                         f"(the checkpoint's tokenizer)")
 
 
 def _classify(args, cfg: RootConfig, src: str | None) -> dict:
@@ -165,24 +181,137 @@ def _latest_checkpoint(cfg: RootConfig, stage: str) -> str:
     return ck
 
 
-def evaluate(args, cfg: RootConfig | None = None) -> dict:
-    from raylm.eval import lm
+def _newest(cfg: RootConfig, language_model: bool = False) -> str:
+    """The run's newest checkpoint: fine-tuning's when it ran, else pretraining's. With
+    `language_model`, a classifier fine-tune is passed over for the pretrained model."""
+    p = _paths(cfg)
+    if (p["finetune"] / "result.json").is_file():
+        ck = _latest_checkpoint(cfg, "finetune")
+        if not (language_model and _is_classifier(ck)):
+            return ck
+    return _latest_checkpoint(cfg, "train")
+
+
+def _is_classifier(ck: str) -> bool:
+    from raylm.storage import resolve
+
+    fs, path = resolve(ck)
+    with fs.open_input_stream(f"{path.rstrip('/')}/model.json") as f:
+        return json.loads(f.read()).get("task") == "classify"
+
+
+def _local_checkpoint(ck: str, cache: Path) -> Path:
+    """A checkpoint as a local folder (an s3:// or gs:// one is copied once under `cache`)."""
     from raylm.train.checkpoint import fetch
+
+    return Path(fetch(ck, cache)).resolve()
+
+
+def _tokenizer_of(ck: Path, cfg: RootConfig) -> str:
+    """The tokenizer a checkpoint was trained with: its own copy, else its shards' (older
+    checkpoints), else this run's shards'."""
+    from raylm.data.shards import read_manifest
+
+    if (ck / "tokenizer.json").is_file():
+        return (ck / "tokenizer.json").read_text()
+    meta = json.loads((ck / "model.json").read_text())
+    for d in (meta.get("data_dir"), str(_paths(cfg)["shards"])):
+        if d and (Path(d) / "manifest.json").is_file():
+            return (Path(d) / read_manifest(d)["tokenizer"]).read_text()
+    raise FileNotFoundError(f"{ck} holds no tokenizer.json and its shards are gone: cannot decode its tokens")
+
+
+def evaluate(args, cfg: RootConfig | None = None) -> dict:
+    """The run's newest checkpoint (or eval.checkpoint): a language model on the validation
+    shards, or a classifier on finetune.test_file (else val_file)."""
+    from raylm.eval import lm
 
     cfg = cfg or load(args)
     p = _paths(cfg)
     _hold(args, cfg)
     C.save(cfg, p["eval"] / "config.yaml")
+    ck = _local_checkpoint(cfg.eval.checkpoint or _newest(cfg), p["eval"] / "checkpoint")
+    if _is_classifier(str(ck)):
+        from raylm.train.classify_loop import evaluate_checkpoint
+
+        report = evaluate_checkpoint(str(ck), cfg.finetune, str(p["eval"]))
+        t = report["test"]
+        print(f"[raylm] eval of classifier {ck} on {t['file']}: accuracy {t['accuracy']:.4f}, macro F1 "
+              f"{t['macro_f1']:.4f} ({t['n']:,} examples)")
+        print(f"[raylm] report: {p['eval'] / 'report.md'} (per-class precision / recall / F1, confusion matrix)")
+        return report
     stage = "finetune" if (p["finetune"] / "result.json").is_file() else "train"
     data_dir = cfg.finetune.data_dir if stage == "finetune" and cfg.finetune.data_dir else str(p["shards"])
-    # an s3:// or gs:// checkpoint (cluster.storage_path on an object store) is copied once under out
-    ck = fetch(cfg.eval.checkpoint or _latest_checkpoint(cfg, stage), p["eval"] / "checkpoint")
-    report = lm.run(cfg.eval, ck, data_dir, p["eval"], cfg.seed)
+    report = lm.run(cfg.eval, str(ck), data_dir, p["eval"], cfg.seed)
     r = report["lm"]
     print(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
           f"{r['bits_per_byte']:.3f} bits per byte ({r['tokens_scored']:,} tokens)")
     print(f"[raylm] report: {p['eval'] / 'report.md'} (samples included)")
     return report
+
+
+def generate(args) -> None:
+    """Text from a language-model checkpoint: --prompt (streamed), --prompts FILE (jsonl out) or
+    --interactive. Sampling defaults come from the eval section; flags override them."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from raylm.data.tokenize import EOS
+    from raylm.eval.generate import Generator, Sampling, interactive, read_prompts, run_file
+    from raylm.train.checkpoint import load_model
+
+    modes = [m for m in ("prompt", "prompts", "interactive") if getattr(args, m) not in (None, False)]
+    if len(modes) != 1:
+        raise ValueError("give exactly one of --prompt TEXT, --prompts FILE, --interactive")
+    cfg = load(args)
+    p = _paths(cfg)
+    ck = _local_checkpoint(args.checkpoint or _newest(cfg, language_model=True), p["out"] / "generate" / "checkpoint")
+    if _is_classifier(str(ck)):
+        raise ValueError(f"{ck} is a classifier: raylm generate needs a language-model checkpoint")
+    e = cfg.eval
+    s = Sampling(max_new_tokens=args.max_new_tokens or e.sample_tokens,
+                 temperature=e.temperature if args.temperature is None else args.temperature,
+                 top_k=e.top_k if args.top_k is None else args.top_k,
+                 top_p=e.top_p if args.top_p is None else args.top_p,
+                 seed=cfg.seed if args.seed is None else args.seed)
+    if s.max_new_tokens < 1 or s.temperature < 0 or s.top_k < 0 or not 0 < s.top_p <= 1:
+        raise ValueError("--max-new-tokens must be >= 1, --temperature >= 0, --top-k >= 0, 0 < --top-p <= 1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = Tokenizer.from_str(_tokenizer_of(ck, cfg))
+    gen = Generator(load_model(ck, device), tok, tok.token_to_id(EOS), s, e.safeguard)
+    if args.prompt is not None:
+        r = gen.complete(args.prompt, on_text=lambda piece: print(piece, end="", flush=True))
+        print(f"\n[withheld: {r['withheld']}]" if r["withheld"] else "")
+    elif args.prompts:
+        out = Path(args.output) if args.output else p["out"] / "generate" / "completions.jsonl"
+        n = run_file(gen, read_prompts(args.prompts), out)
+        print(f"[raylm] generate: {n['written']} completions ({n['errors']} prompts refused, {n['withheld']} "
+              f"withheld) in {out}")
+    else:
+        interactive(gen)
+
+
+def export(args) -> None:
+    """A checkpoint in the Hugging Face layout (raylm/export.py)."""
+    from raylm.export import export_classifier, export_lm
+    from raylm.train.checkpoint import load_model
+    from raylm.train.finetune import load_classifier
+
+    cfg = load(args)
+    ck = _local_checkpoint(args.checkpoint or _newest(cfg), _paths(cfg)["out"] / "export" / "checkpoint")
+    tokenizer = _tokenizer_of(ck, cfg)
+    if _is_classifier(str(ck)):
+        model, meta = load_classifier(ck)
+        out = export_classifier(model, meta, tokenizer, args.export_out)
+        kind = "GPT2ForSequenceClassification"
+    else:
+        e = cfg.eval
+        out = export_lm(load_model(ck).eval(), tokenizer, args.export_out,
+                        {"do_sample": e.temperature > 0, "temperature": e.temperature or 1.0,
+                         "top_k": e.top_k, "top_p": e.top_p, "max_new_tokens": e.sample_tokens})
+        kind = "GPT2LMHeadModel"
+    print(f"[raylm] exported {ck} as {kind} to {out}: transformers.AutoModel*.from_pretrained({str(out)!r}) "
+          f"and AutoTokenizer.from_pretrained({str(out)!r}) load it")
 
 
 def rate(args) -> dict:
@@ -219,3 +348,8 @@ def run_all(args) -> None:
     print(f"  {cfg.out}/train         checkpoints (Ray Train), TensorBoard events in train/tb")
     print(f"  {cfg.out}/eval          report.md / report.json: validation perplexity {r['perplexity']:.2f} "
           f"(lower is better; {r['bits_per_byte']:.2f} bits per byte) and generated samples")
+    sets = "".join(f" --set {o}" for o in args.overrides)
+    print("[raylm] next:")
+    print(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt (or --interactive)")
+    print(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
+    print(f"  tensorboard --logdir {cfg.out}/train/tb")
