@@ -35,7 +35,7 @@ class Sampling:
     seed: int = 1337
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def stream(model: GPT, prompt: list[int], s: Sampling, eos_id: int | None,
            generator: torch.Generator | None = None) -> Iterator[int]:
     """New token ids, one at a time, for one prompt (KV-cache decoding; see the module docs)."""
@@ -46,17 +46,18 @@ def stream(model: GPT, prompt: list[int], s: Sampling, eos_id: int | None,
     def window() -> torch.Tensor:
         return torch.tensor([ids[-T:]], dtype=torch.long, device=device)
 
-    logits, past = model.cached(window())
+    logits, cache = model.cached(window(), last_only=True)
     for _ in range(s.max_new_tokens):
         nxt = int(sample(logits[:, -1, :], s.temperature, s.top_k or None, s.top_p, generator).item())
         yield nxt
         if nxt == eos_id:
             return
         ids.append(nxt)
-        if past[0][0].size(2) < T:  # room in the cache: one position's work
-            logits, past = model.cached(torch.tensor([[nxt]], device=device), past)
-        else:  # the window slides: re-read its last T tokens
-            logits, past = model.cached(window())
+        if cache.length < T:  # room in the cache: one position's work
+            logits, cache = model.cached(torch.tensor([[nxt]], device=device), cache)
+        else:  # the window slides: re-read its last T tokens into the same buffers
+            cache.length = 0
+            logits, cache = model.cached(window(), cache, last_only=True)
 
 
 class Generator:

@@ -89,21 +89,37 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.c_proj(y))
 
-    def cached(self, x: torch.Tensor, past: tuple | None) -> tuple[torch.Tensor, tuple]:
-        """Inference with a KV cache: x (B, T, C) holds the newest T positions, `past` the keys and
-        values (B, nh, P, hs) of the P before them (None: none). Returns (out, (keys, values) of
-        all P + T positions)."""
+    def cached(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+        """Inference with a KV cache: x (B, T, C) holds the newest T positions; their keys and
+        values are written into `cache` after the `cache.length` cached ones, and the queries
+        attend to all of them."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        P = k.size(2) - T
+        P = cache.length
+        k, v = cache.put(layer, k, v)  # (B, nh, P + T, hs) views of the preallocated buffers
         mask = None  # T == 1: the new token sees everything; P == 0: plain causal
         if T > 1 and P > 0:  # several new tokens after a cache: causal, shifted by P
             mask = torch.arange(T, device=x.device)[:, None] + P >= torch.arange(P + T, device=x.device)[None, :]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=P == 0 and T > 1)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)), (k, v)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class KVCache:
+    """Keys and values of every block for up to `size` positions, preallocated (B, nh, size, hs)
+    so that a decoding step writes one position in place instead of copying the whole cache."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, size: int, device, dtype):
+        shape = (batch, cfg.n_head, size, cfg.n_embd // cfg.n_head)
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.length = 0  # positions filled (every block alike, once a forward pass is done)
+
+    def put(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.size(2)
+        self.k[layer][:, :, self.length:end] = k
+        self.v[layer][:, :, self.length:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
 class MLP(nn.Module):
@@ -130,10 +146,9 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), attn_mask)
         return x + self.mlp(self.ln_2(x))
 
-    def cached(self, x, past):
-        a, kv = self.attn.cached(self.ln_1(x), past)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), kv
+    def cached(self, x, cache: KVCache, layer: int):
+        x = x + self.attn.cached(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
@@ -203,20 +218,25 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def cached(self, idx: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+    def cached(self, idx: torch.Tensor, cache: KVCache | None = None,
+               last_only: bool = False) -> tuple[torch.Tensor, KVCache]:
         """KV-cache inference (eval mode): logits (B, T, V) of the T newest tokens `idx` at
-        positions P..P+T-1, P the length of `past` (per block (keys, values); None at the start),
-        and the cache extended by them. P + T must not exceed block_size."""
-        start = past[0][0].size(2) if past else 0
+        positions P..P+T-1 after the P = cache.length cached ones (a new cache when None), and
+        the cache, extended in place. `last_only`: logits of the last position only (B, 1, V).
+        P + T must not exceed block_size."""
         B, T = idx.shape
+        if cache is None:
+            cache = KVCache(self.cfg, B, self.cfg.block_size, idx.device, self.wte.weight.dtype)
+        start = cache.length
         if start + T > self.cfg.block_size:
             raise ValueError(f"{start + T} positions exceed block_size {self.cfg.block_size}")
         x = self.wte(idx) + self.wpe(torch.arange(start, start + T, device=idx.device))  # (B, T, C)
-        new = []
         for i, block in enumerate(self.blocks):
-            x, kv = block.cached(x, past[i] if past else None)
-            new.append(kv)
-        return self.lm_head(self.ln_f(x)), new
+            x = block.cached(x, cache, i)
+        cache.length = start + T
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.ln_f(x)), cache
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,

@@ -34,13 +34,15 @@ def test_cached_logits_equal_the_full_forward():
     m = _model(50)
     x = torch.randint(0, 50, (2, 20))
     full = m(x)[0]
-    logits, past = m.cached(x[:, :12])
-    assert torch.allclose(logits, full[:, :12], atol=1e-5)
+    logits, cache = m.cached(x[:, :12])
+    assert torch.allclose(logits, full[:, :12], atol=1e-5) and cache.length == 12
     for t in range(12, 20):  # one position at a time
-        step, past = m.cached(x[:, t:t + 1], past)
+        step, cache = m.cached(x[:, t:t + 1], cache)
         assert torch.allclose(step[:, 0], full[:, t], atol=1e-5)
     three, _ = m.cached(x[:, 17:20], m.cached(x[:, :17])[1])  # several positions after a cache
     assert torch.allclose(three, full[:, 17:20], atol=1e-5)
+    last, _ = m.cached(x[:, :9], last_only=True)
+    assert last.shape == (2, 1, 50) and torch.allclose(last[:, 0], full[:, 8], atol=1e-5)
     with pytest.raises(ValueError, match="exceed block_size"):
         m.cached(torch.zeros(1, 33, dtype=torch.long))
 
