@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Each creates or reuses .venv,
-# installs raylm and its pinned dependencies, then runs.
+# installs raylm and its dependencies at the tested versions (constraints.txt), then runs.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,12 +8,13 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 .PHONY: demo test test-all test-fast lint install clean
 
-$(STAMP): pyproject.toml Makefile
+# Everything is installed at the exact versions tested (constraints.txt); pyproject.toml holds ranges.
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
