@@ -1,18 +1,21 @@
 """PII redaction: email, phone, IP (v4/v6), credit card, US SSN and IBAN -> typed placeholders.
 
-Each detector is a regex that proposes candidates plus, where one exists, a checksum that
-rejects look-alikes (Luhn for cards, ISO 7064 mod-97 for IBANs, `ipaddress` for IPv6, the
-SSA's never-issued ranges for SSNs). Spans are found on the original text in a fixed
-priority order (see `_ORDER`); a later detector never claims characters an earlier one took,
-so a card number is never also counted as a phone number.
+Each detector is a regex that proposes candidates plus, where one exists, a check that rejects
+look-alikes (Luhn for cards, the SWIFT registry length and ISO 7064 mod-97 for IBANs, `ipaddress`
+for IPv6, the SSA's never-issued ranges for SSNs; phone numbers: raylm.data.pii_phone). Spans
+are found on the original text in a fixed priority order (see `_ORDER`); a later detector never
+claims characters an earlier one took, so a card number is never also counted as a phone number.
 
-Speed: every detector first checks a cheap literal (`'@' in text`, `':' in text`, a digit run
-of the minimum length) so most documents skip most regexes; see benchmarks/pii.py.
+Speed (benchmarks/pii.py): every pattern starts with a character class or a literal, never with
+a look-behind, so Python's regex engine skips the positions that cannot start a match instead of
+trying each one; e-mail addresses are only looked for around each '@'; phone numbers inside an
+IBAN or a card found earlier are not judged again. On text dense with numbers this matters more
+than the matches themselves.
 
 PII never leaves this module: only counts are returned or logged, never matched values.
-Known limits: phone numbers without separators of 7-9 digits are only found next to a phone
-word (call, tel, fax, ...) because bare digit runs of that length are mostly not phones;
-names and street addresses are not detected (they need a NER model).
+Known limits: phone numbers of a shape that is not a phone on its own (bare digit runs, 3-3-3
+groups) are only found next to a phone word (see pii_phone); IBANs of countries outside the
+registry are not found; names and street addresses are not detected (they need a NER model).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from raylm.data import schema
+from raylm.data.pii_phone import phone_spans
 
 TYPES = ("email", "phone", "ip", "credit_card", "ssn", "iban")
 PLACEHOLDERS = {t: f"<{t.upper()}>" for t in TYPES}
@@ -51,9 +55,16 @@ _EMAIL = re.compile(
 
 
 def _email(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
-    if "@" not in text:
-        return []
-    return [m.span() for m in _EMAIL.finditer(text)]
+    # Only around each '@' (a local part is at most 64 characters): a scan of the whole text with
+    # the pattern costs more than all the matches.
+    out, end, at = [], 0, text.find("@")
+    while at != -1:
+        m = _EMAIL.search(text, max(end, at - 64), at + 256)
+        if m:
+            out.append(m.span())
+            end = m.end()
+        at = text.find("@", max(at + 1, end))
+    return out
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -61,15 +72,27 @@ _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?!\w)")
 # IPv6 candidates: hex groups joined by ':' with at least two colons; validated by ipaddress.
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|"
                    rf"{_OCTET}(?:\.{_OCTET}){{3}})?(?![\w:])")
-_IP_DIGITS = re.compile(r"\d\.\d")
+# Cheap scans that find where the patterns above can start (a pattern that begins with a
+# look-behind is tried at every position; one that begins with a character class is not).
+_IPV4_HINT = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
 
 
 def _ip(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
     out = []
-    if _IP_DIGITS.search(text):
-        out += [m.span() for m in _IPV4.finditer(text)]
-    if "::" in text or text.count(":") >= 7:
-        for m in _IPV6.finditer(text):
+    for h in _IPV4_HINT.finditer(text):
+        m = _IPV4.match(text, h.start())
+        if m:
+            out.append(m.span())
+    end = 0
+    for h in _IPV6_HINT.finditer(text) if "::" in text or text.count(":") >= 7 else ():
+        a = h.start()
+        while a > max(end, h.start() - 40) and text[a - 1] in _HEX_COLON:
+            a -= 1
+        m = _IPV6.match(text, a) if a >= end else None
+        if m:
+            end = m.end()
             s = m.group()
             # "::", "a::" and the like are valid addresses but mostly C++ / Rust paths.
             if sum(len(g) >= 2 for g in s.split(":")) < 2:
@@ -82,12 +105,15 @@ def _ip(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
     return out
 
 
-# 12-19 digits, contiguous or grouped the way cards are printed (4-4-4-4[-3], 4-6-4/5).
-_CARD = re.compile(r"(?<![\w+-])(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?![\d])")
+# 12-19 digits, contiguous or grouped the way cards are printed (4-4-4-4[-3], 4-6-4/5). The
+# first digit is matched before the look-behind so the scan skips non-digits fast.
+_CARD = re.compile(r"[0-9](?<![\w+-][0-9])(?:[0-9]{11,18}|[0-9]{3}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}|"
+                   r"[0-9]{3}([ -])[0-9]{6}\2[0-9]{4,5})(?![0-9])")
 # Issuer prefixes (IIN): Visa 4, Mastercard 5 / 2221-2720, Amex 34/37, Diners 30/36/38,
 # Discover/Maestro/UnionPay 6, JCB 35 / 2131 / 1800, old Maestro 0604. Rejects e.g. 17... ms timestamps.
 _IIN = re.compile(r"[3-6]|2[2-7]|2131|1800|0604")
-_DIGIT_RUN12 = re.compile(r"\d{4}")
+_NON_DIGIT = re.compile(r"\D")
+_PLUS_CC = re.compile(r"\+\d{1,3}[ .-]?(?:\(0\)[ ]?)?$")  # "+43 2237954819": a phone's country code
 
 
 def luhn_ok(digits: str) -> bool:
@@ -103,84 +129,79 @@ def luhn_ok(digits: str) -> bool:
 
 
 def _card(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
-    if not _DIGIT_RUN12.search(text):
-        return []
     out = []
     for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if _IIN.match(digits) and luhn_ok(digits):
+        digits = _NON_DIGIT.sub("", m.group())
+        if _IIN.match(digits) and luhn_ok(digits) and not _PLUS_CC.search(text, max(0, m.start() - 8), m.start()):
             out.append(m.span())
     return out
 
 
 # SSN: AAA-GG-SSSS; area 000, 666 and 900-999, group 00 and serial 0000 are never issued.
-_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+_SSN = re.compile(r"[0-8](?<![\w-][0-8])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![\w-])")
 
 
 def _ssn(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
-    if "-" not in text:
-        return []
-    return [m.span() for m in _SSN.finditer(text)]
+    out = []
+    for m in _SSN.finditer(text):
+        s = m.group()
+        if s[:3] not in ("000", "666") and s[4:6] != "00" and s[7:] != "0000":
+            out.append(m.span())
+    return out
 
 
-# IBAN: country, 2 check digits, 11-30 alphanumerics, optionally in groups of 4 after a space.
-_IBAN = re.compile(r"(?<![\w])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?(?![\w])")
-_IBAN_PRE = re.compile(r"[A-Za-z]{2}\d{2}")
+# IBAN: country code, 2 check digits, then exactly the country's registered number of characters
+# (SWIFT IBAN registry: total length per country), compact or printed in groups of 4 after a
+# space. Knowing the length is what stops a match from running on into the next word ("... 1277
+# Ms Lee"), which then failed the checksum. Case-insensitive ("my iban is gb42nawi...").
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}
+_IBAN_START = re.compile(r"[0-9]{2}(?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2})")  # the check digits; letters before
+
+
+def _iban_rest(n: int) -> re.Pattern:
+    """The n characters after 'CCdd': compact, or ' xxxx' groups with a shorter last one."""
+    q, r = divmod(n, 4)
+    spaced = f"(?: [A-Za-z0-9]{{4}}){{{q}}}" + (f" [A-Za-z0-9]{{{r}}}" if r else "")
+    return re.compile(f"(?:[A-Za-z0-9]{{{n}}}|{spaced})(?![A-Za-z0-9])")
+
+
+_IBAN_REST = {n - 4: _iban_rest(n - 4) for n in set(IBAN_LENGTHS.values())}
+
+
+_IBAN_DIGITS = str.maketrans({c: str(ord(c) - 55) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"})  # A=10 ... Z=35
 
 
 def iban_ok(s: str) -> bool:
+    """Registered length for the country, and ISO 7064 mod-97 check digits."""
     s = s.replace(" ", "").upper()
-    if not 15 <= len(s) <= 34:
+    if IBAN_LENGTHS.get(s[:2]) != len(s) or not (s.isascii() and s.isalnum()):
         return False
-    moved = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+    return int((s[4:] + s[:4]).translate(_IBAN_DIGITS)) % 97 == 1
 
 
 def _iban(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
-    if not _IBAN_PRE.search(text):
-        return []
-    return [m.span() for m in _IBAN.finditer(text) if iban_ok(m.group())]
-
-
-# Phone: optional +CC or 00/001 prefix, optional (0) trunk or (area) code, digit groups joined
-# by one space, dash or dot, optional extension. 7-15 digits (ITU E.164 max is 15).
-_PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?(?:\(0\)[ ]?)?|\(\d{1,4}\)[ ]?)?"
-    r"\d{1,15}(?:[ .-]\d{1,8}){0,5}"
-    r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?(?![\w])(?!\.\d)(?!:\d)")
-_PHONE_PRE = re.compile(r"\d\d[\d ().-]{3,}\d")
-# Words that say a nearby number is a phone number (lower-cased match).
-_PHONE_WORDS = re.compile(r"phone|\btel\b|tel\.|telephone|call|mobile|\bcell|\bfax|\bdesk|office|"
-                          r"contact|\bsms|\btext|whatsapp|\bdial|\bmob\b|\bph\b|messages? to|"
-                          r"answering|registered|reach", re.IGNORECASE)
-# Strong shapes that are phones without context: NANP 3-3-4 and 2-digit groups (FR/NL style).
-_PHONE_STRONG = re.compile(r"\d{3}([.-])\d{3}\1\d{4}|\d{2}([.-])\d{2}(?:\2\d{2}){2,3}")
-# A number followed by a capitalised word ("6556 106 Rue ...") is a street address, not a phone.
-_STREET_AFTER = re.compile(r"[ ](?!(?:Office|Fax|Mobile|Desk|Tel|Phone|Cell|Home|Work)\b)[A-Z][a-z]")
-_ZIP4 = re.compile(r"\d{5}-\d{4}")  # US ZIP+4, next to "phone" in many address footers
-_DATE = re.compile(r"(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])\b|"
-                   r"(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)\d\d\b")
-
-
-def _phone(text: str, cfg: PiiConfig) -> list[tuple[int, int]]:
-    if not _PHONE_PRE.search(text):
-        return []
     out = []
-    w = cfg.phone_context_chars
-    for m in _PHONE.finditer(text):
-        s = m.group()
-        core = re.split(r"[ ]?(?:x|ext)", s)[0]
-        nd = sum(c.isdigit() for c in core)
-        if not 7 <= nd <= 15 or _DATE.match(s.lstrip("+(")) or _ZIP4.fullmatch(s):
-            continue
-        strong = s.startswith(("+", "(")) or _PHONE_STRONG.fullmatch(core) is not None
-        if not strong:
-            a, b = m.span()
-            if _STREET_AFTER.match(text, b) or not _PHONE_WORDS.search(
-                    text, max(0, a - w), min(len(text), b + w)):
-                continue
-        out.append(m.span())
+    for m in _IBAN_START.finditer(text):
+        a = m.start() - 2
+        n = IBAN_LENGTHS.get(text[a:a + 2].upper())
+        rest = _IBAN_REST[n - 4].match(text, m.end()) if n else None
+        if rest is not None and iban_ok(text[a:rest.end()]):
+            out.append((a, rest.end()))
     return out
+
+
+def _phone(text: str, cfg: PiiConfig, taken: list[tuple[int, int, str]] = ()) -> list[tuple[int, int]]:
+    return phone_spans(text, cfg.phone_context_chars, taken)
 
 
 # Priority: checksum-validated and unambiguous types first, then the fuzzy phone pattern.
@@ -195,7 +216,7 @@ def find_spans(text: str, cfg: PiiConfig | None = None) -> list[tuple[int, int, 
     for typ, det in _ORDER:
         if typ not in cfg.types:
             continue
-        for a, b in det(text, cfg):
+        for a, b in det(text, cfg, taken) if det is _phone else det(text, cfg):
             if not any(a < tb and ta < b for ta, tb, _ in taken):
                 taken.append((a, b, typ))
     taken.sort()
