@@ -23,6 +23,7 @@ def _sweep(out, tiny_shards, max_steps: int, *extra: str) -> tuple[RootConfig, l
     overrides = [
         f"out={out}", f"train.data_dir={tiny_shards}", f"train.max_steps={max_steps}", "train.eval_interval=5",
         "train.log_interval=5", "train.eval_batches=2", "train.schedule.warmup_steps=0",
+        "train.schedule.min_lr=1.0e-6",  # below every swept lr: the schedule decays, never rises
         "tune.grace_period=5", "tune.reduction_factor=2", *extra,
     ]
     cfg = C.load(RootConfig, REPO / "configs" / "tune_tiny.yaml", overrides)
