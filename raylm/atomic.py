@@ -10,10 +10,10 @@ processes apart, the random part threads and hosts sharing a folder) and recogni
 which a rerun calls to remove what a killed writer left. The rename is atomic on one POSIX file
 system; there is no fsync, so this protects against a killed process, not a power cut.
 
-Paths are local today. The functions take `str | PathLike` and hand callers a local temp path,
-so object-store URIs (s3://, gs://, where one PUT is already atomic) can be added behind the
-same names: `write_with` would upload the local temp in one PUT, `directory` would upload the
-tree and then its completion marker.
+Files may also be object-store URIs (s3://, gs://, as strings): `write_with`, `write_bytes` and
+`write_text` then write a local temp and upload it in one write, which the store shows whole or
+not at all. `directory` is local only: on an object store a folder is written file by file and
+marked done last (the dedup steps do that).
 """
 
 from __future__ import annotations
@@ -40,12 +40,23 @@ def is_temp(name: str) -> bool:
     return _TEMP.fullmatch(name) is not None
 
 
-def write_with(path: str | os.PathLike, fn: Callable[[Path], object]) -> Path:
+def write_with(path: str | os.PathLike, fn: Callable[[Path], object]) -> Path | str:
     """Call `fn(tmp)` to write a temp file beside `path`, then rename it to `path`.
 
     For writers that want a path of their own (numpy `tofile`, `pq.write_table`, `savefig`; the
     temp name has no useful suffix, so pass the format explicitly). If `fn` raises, the temp is
-    removed and `path` keeps its old content."""
+    removed and `path` keeps its old content. On an object store (`path` an s3:// gs:// URI) the
+    temp is a local file uploaded in one write, which the store shows whole or not at all."""
+    from raylm import storage
+
+    if isinstance(path, str) and storage.is_remote(path):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="raylm-upload-") as d:
+            tmp = Path(d) / "part"
+            fn(tmp)
+            storage.upload(tmp, path)
+        return path
     p = Path(path)
     tmp = temp_path(p)
     try:
@@ -57,11 +68,11 @@ def write_with(path: str | os.PathLike, fn: Callable[[Path], object]) -> Path:
     return p
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
     return write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
-def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path | str:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
@@ -94,7 +105,10 @@ def sweep(folder: str | os.PathLike) -> list[Path]:
     """Remove the temps of this scheme directly in `folder` (files and directories); return them.
 
     Only call it when no writer can be live in `folder` (raylm allows one run per output folder):
-    a live writer's temp looks the same as a dead one's. A missing folder has nothing to sweep."""
+    a live writer's temp looks the same as a dead one's. A missing folder has nothing to sweep;
+    an object store has no temps (uploads appear whole)."""
+    if isinstance(folder, str) and "://" in folder and not folder.startswith("file://"):
+        return []
     d = Path(folder)
     if not d.is_dir():
         return []

@@ -205,8 +205,13 @@ def dump(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False, default_flow_style=None)
 
 
-def save(obj: Any, path: str | os.PathLike) -> Path:
-    """Write the resolved config atomically (raylm.atomic: temp name, then rename)."""
+def save(obj: Any, path: str | os.PathLike) -> Path | str:
+    """Write the resolved config atomically (raylm.atomic: temp name then rename, or one upload
+    to an object store)."""
+    from raylm import storage
+
+    if storage.is_remote(storage.location(path)):
+        return atomic.write_text(storage.location(path), dump(obj))
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     return atomic.write_text(p, dump(obj))
