@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raylm import atomic
+from raylm import atomic, storage
 from raylm.config import ConfigError, dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
@@ -121,7 +121,8 @@ STEPS: dict[str, str] = {
 @dataclass(frozen=True)
 class StageContext:
     """What a stage may need besides its own config; the same for every stage of a run."""
-    out: Path   # the run's data folder (<run>/data); a stage keeping files uses <out>/<stage name>
+    out: str    # the run's data folder (<run>/data; a local path or an object-store URI); a stage
+                # keeping files uses <out>/<stage name> (storage.join)
     seed: int   # the run's seed: randomness that every worker must agree on derives from it
 
 
@@ -204,19 +205,19 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
 def run(cfg: DataConfig, out: str | Path, seed: int = 1337) -> dict:
     """Run the data pipeline into `<out>`; returns the manifest. Skips if already complete."""
     with placement(cfg.label_selector):
-        return _run(cfg, Path(out), seed)
+        return _run(cfg, storage.location(out), seed)
 
 
-def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
-    shard_dir = out / "shards"
+def _run(cfg: DataConfig, out: str, seed: int) -> dict:
+    shard_dir = storage.join(out, "shards")
     fp = fingerprint(cfg, seed)
-    if (shard_dir / shards.MANIFEST).exists():
+    if storage.is_file(storage.join(shard_dir, shards.MANIFEST)):
         m = shards.read_manifest(shard_dir)
         if m.get("fingerprint") == fp:
             shards.check(shard_dir, full=True)  # a damaged shard is an error, never "complete"
             log.info("data already complete in %s (same config); skipping", shard_dir)
             return m
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(shard_dir)
     # A run killed mid-write leaves its writers' temps (raylm.atomic); the rename never happened,
     # so they are garbage. One `raylm data` per output folder: no writer is live now.
     for d in (out, shard_dir):
@@ -234,7 +235,7 @@ def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
     log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, tok.get_vocab_size())
     metas = shards.write_all(docs, tok, shard_dir, cfg.shards, seed)
     report["seconds"] = round(time.time() - t0, 2)
-    atomic.write_text(out / "stats.json", json.dumps(report, indent=2))
+    atomic.write_text(storage.join(out, "stats.json"), json.dumps(report, indent=2))
     path = shards.write_manifest(
         shard_dir, metas, **shards.tokenizer_fields(tok),
         extra={"tokenizer_kind": "file" if cfg.tokenizer.path else cfg.tokenizer.kind, "seed": seed,
@@ -246,12 +247,12 @@ def _run(cfg: DataConfig, out: Path, seed: int) -> dict:
     return m
 
 
-def documents(cfg: DataConfig, out: Path, seed: int):
+def documents(cfg: DataConfig, out: str | Path, seed: int):
     """Ingest, then every stage of `plan(cfg.steps)`: a lazy Dataset, one row per document.
 
     Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
     """
-    ctx = StageContext(out=Path(out), seed=seed)
+    ctx = StageContext(out=storage.location(out), seed=seed)
     ds = ingest(cfg.ingest, ctx.out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
     for name in plan(cfg.steps):
         ds = stage_function(name)(ds, getattr(cfg, name), ctx)
@@ -273,7 +274,7 @@ def _report(ds, steps: list[str]) -> dict:
     return report
 
 
-def ingest(cfg: IngestConfig, out: Path):
+def ingest(cfg: IngestConfig, out: str):
     """The union of every configured source, in the document schema."""
     from raylm.data.ingest import crawl, files, warc
 
@@ -285,7 +286,10 @@ def ingest(cfg: IngestConfig, out: Path):
     if cfg.crawl.seeds or cfg.crawl.sitemap:
         c = cfg.crawl
         if not Path(c.work_dir).is_absolute():
-            c = replace(c, work_dir=str(out / c.work_dir))
+            if storage.is_remote(out):
+                raise ValueError("data.ingest.crawl.work_dir: the crawl keeps its state on local disk; with out on "
+                                 "an object store, set work_dir to an absolute local (or shared) path")
+            c = replace(c, work_dir=storage.join(out, c.work_dir))
         parts.append(crawl.run(c))
     if not parts:
         raise ValueError("no input: set data.ingest.files.paths, data.ingest.warc.paths or "

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from raylm import atomic
+from raylm import atomic, storage
 from raylm.data.tokenize import EOS, Encoder, token_dtype
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,11 @@ def shard_of(ids: list[str], n: int, seed: int) -> list[int]:
     return [int.from_bytes(hashlib.sha1(f"{seed}:{i}".encode()).digest()[:8], "little") % n for i in ids]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a local file or an object (streamed)."""
+    fs, p = storage.resolve(storage.location(path))
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fs.open_input_stream(p) as f:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
@@ -82,10 +84,9 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     Skips the work when a done marker with a matching checksum exists (retry-safe).
     """
     name = group["shard"][0].as_py()
-    out = Path(out_dir)
-    bin_path, idx_path, done = out / f"{name}.bin", out / f"{name}.idx.parquet", out / f"{name}.done"
-    if done.exists() and bin_path.exists():
-        meta = json.loads(done.read_text())
+    bin_path, idx_path, done = (storage.join(out_dir, f"{name}{ext}") for ext in (".bin", ".idx.parquet", ".done"))
+    if storage.is_file(done) and storage.is_file(bin_path):
+        meta = json.loads(storage.read_text(done))
         if meta.get("sha256") == sha256_file(bin_path):
             return pa.table({k: [v] for k, v in meta.items()})
     group = group.sort_by("id")
@@ -97,7 +98,7 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     index = group.drop_columns([c for c in ("tokens", "shard", "text", "drop", "split") if c in group.column_names])
     index = index.append_column("offset", pa.array(offsets))
     atomic.write_with(idx_path, lambda p: pq.write_table(index, p))
-    meta = {"name": name, "file": bin_path.name, "index": idx_path.name, "sha256": sha256_file(bin_path),
+    meta = {"name": name, "file": f"{name}.bin", "index": f"{name}.idx.parquet", "sha256": sha256_file(bin_path),
             "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum())}
     atomic.write_text(done, json.dumps(meta))
     return pa.table({k: [v] for k, v in meta.items()})
@@ -122,7 +123,7 @@ def tokenizer_fields(tok: Tokenizer) -> dict:
             "tokenizer": TOKENIZER}
 
 
-def write_all(docs, tok: Tokenizer, out_dir: Path, cfg: ShardConfig, seed: int) -> list[dict]:
+def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int) -> list[dict]:
     """Ray Data shell: tokenizer.json, then encode `docs` (a Dataset of kept documents with `split`),
     count tokens per split, assign shards, write each shard in one task. Returns the shards'
     metadata rows; the caller writes the manifest of them last (`write_manifest`).
@@ -132,9 +133,10 @@ def write_all(docs, tok: Tokenizer, out_dir: Path, cfg: ShardConfig, seed: int) 
     tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards."""
     import ray
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out_dir = storage.location(out_dir)
+    storage.makedirs(out_dir)
     tok_json = tok.to_str()
-    atomic.write_text(Path(out_dir) / TOKENIZER, tok_json)
+    atomic.write_text(storage.join(out_dir, TOKENIZER), tok_json)
     enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, INDEX_COLUMNS), batch_format="pyarrow",
                            concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
                            num_cpus=0.5).materialize()
@@ -187,7 +189,6 @@ def _write_paused(group: pa.Table, out_dir: str, dtype: str, pause_s: float) -> 
 def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab_size: int,
                    eos_id: int, tokenizer: str, extra: dict | None = None) -> Path:
     """Write manifest.json (atomically, last) from the shards' metadata rows."""
-    out = Path(out_dir)
     splits: dict[str, dict] = {}
     for s in sorted(shards, key=lambda s: s["name"]):
         split = s["name"].rsplit("-", 1)[0]
@@ -198,16 +199,18 @@ def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab
         d["shards"].append(s)
     manifest = {"format_version": FORMAT_VERSION, "dtype": dtype, "vocab_size": vocab_size, "eos_id": eos_id,
                 "tokenizer": tokenizer, "splits": splits, **(extra or {})}
-    path = out / MANIFEST
+    path = storage.join(out_dir, MANIFEST)
     atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"no {MANIFEST} in {data_dir}: run `raylm data` first (or it did not finish)")
-    return json.loads(path.read_text())
+    path = storage.join(data_dir, MANIFEST)
+    try:
+        return json.loads(storage.read_text(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {MANIFEST} in {storage.public_uri(storage.location(data_dir))}: run "
+                                f"`raylm data` first (or it did not finish)") from None
 
 
 def all_shards(m: dict) -> list[dict]:
@@ -218,18 +221,19 @@ def _bad(s: dict, what: str) -> ValueError:
     return ValueError(f"shard {s['name']} {what}: {REBUILD}")
 
 
-def _sized(data_dir: Path, s: dict, dtype: str) -> os.stat_result:
-    """Stat shard `s`'s .bin: it exists and holds its manifest token count (ValueError if not)."""
-    path = data_dir / s["file"]
+def _sized(data_dir: str, s: dict, dtype: str) -> tuple[int, int]:
+    """(size, mtime_ns) of shard `s`'s .bin: it exists and holds its manifest token count
+    (ValueError if not)."""
+    path = storage.join(data_dir, s["file"])
     try:
-        st = path.stat()
+        size, mtime = storage.stat(path)
     except FileNotFoundError:
         raise _bad(s, f"is missing ({path})") from None
     want = s["tokens"] * np.dtype(dtype).itemsize
-    if st.st_size != want:
-        raise _bad(s, f"has the wrong size ({path}: {st.st_size:,} bytes, the manifest says "
-                                f"{s['tokens']:,} {dtype} tokens = {want:,} bytes)")
-    return st
+    if size != want:
+        raise _bad(s, f"has the wrong size ({path}: {size:,} bytes, the manifest says "
+                      f"{s['tokens']:,} {dtype} tokens = {want:,} bytes)")
+    return size, mtime
 
 
 def check(data_dir: str | Path, *, full: bool = True) -> None:
@@ -244,74 +248,120 @@ def check(data_dir: str | Path, *, full: bool = True) -> None:
     skip path and every training run after it hash a shard once, not once per run. The cache
     catches accidents (a truncated copy, a flipped byte, a rebuilt shard), not a writer that
     restores size and mtime on purpose."""
-    d = Path(data_dir)
+    d = storage.location(data_dir)
     m = read_manifest(d)
-    tok = d / m["tokenizer"]
-    if not tok.is_file():
+    tok = storage.join(d, m["tokenizer"])
+    if not storage.is_file(tok):
         raise ValueError(f"{tok} is missing (the tokenizer of the shards in {d}): {REBUILD}")
     cache = _read_cache(d) if full else {}
     names = {s["file"] for s in all_shards(m)}
     keep = {k: v for k, v in cache.items() if k in names}
     try:
         for s in all_shards(m):
-            st = _sized(d, s, m["dtype"])
-            if not (d / s["index"]).is_file():
-                raise _bad(s, f"has no index ({d / s['index']})")
+            size, mtime = _sized(d, s, m["dtype"])
+            if not storage.is_file(storage.join(d, s["index"])):
+                raise _bad(s, f"has no index ({storage.join(d, s['index'])})")
             if not full:
                 continue
-            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": s["sha256"]}
+            entry = {"size": size, "mtime_ns": mtime, "sha256": s["sha256"]}
             if keep.get(s["file"]) == entry:
                 continue
             keep.pop(s["file"], None)
             started = time.time_ns()
-            got = sha256_file(d / s["file"])
+            got = sha256_file(storage.join(d, s["file"]))
             if got != s["sha256"]:
-                raise _bad(s, f"does not match its checksum ({d / s['file']}: sha256 {got[:12]}..., "
-                                 f"the manifest says {s['sha256'][:12]}...)")
+                raise _bad(s, f"does not match its checksum ({storage.join(d, s['file'])}: sha256 {got[:12]}..., "
+                              f"the manifest says {s['sha256'][:12]}...)")
             # Cache only a file that did not change while it was hashed and whose mtime is older
             # than the hash by more than a coarse file-system clock tick (2 s, as FAT; ext4: ~4 ms):
             # a write in the same tick as the hash would otherwise keep the entry valid.
-            after = (d / s["file"]).stat()
-            if (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns) \
-                    and st.st_mtime_ns < started - _RACY_NS:
+            if storage.stat(storage.join(d, s["file"])) == (size, mtime) and mtime < started - _RACY_NS:
                 keep[s["file"]] = entry
     finally:
         if full and keep != cache:
             _write_cache(d, keep)
 
 
-def _read_cache(d: Path) -> dict:
+def _read_cache(d: str) -> dict:
     try:
-        cache = json.loads((d / VERIFIED).read_text())
+        cache = json.loads(storage.read_text(storage.join(d, VERIFIED)))
     except (OSError, ValueError):
         return {}
     return cache if isinstance(cache, dict) else {}
 
 
-def _write_cache(d: Path, cache: dict) -> None:
+def _write_cache(d: str, cache: dict) -> None:
     try:
-        atomic.write_text(d / VERIFIED, json.dumps(cache, indent=1, sort_keys=True))
+        atomic.write_text(storage.join(d, VERIFIED), json.dumps(cache, indent=1, sort_keys=True))
     except OSError as e:  # read-only shards: every run hashes them again, nothing worse
-        log.debug("cannot write %s: %s", d / VERIFIED, e)
+        log.debug("cannot write %s: %s", storage.join(d, VERIFIED), e)
 
 
 def verify(data_dir: str | Path) -> list[str]:
     """The names of the shards whose .bin is missing or does not match its sha256 (all hashed,
     no cache); `check` is what runs call."""
-    d = Path(data_dir)
-    return [s["name"] for s in all_shards(read_manifest(d))
-            if not (d / s["file"]).is_file() or sha256_file(d / s["file"]) != s["sha256"]]
+    d = storage.location(data_dir)
+
+    def whole(s: dict) -> bool:
+        path = storage.join(d, s["file"])
+        return storage.is_file(path) and sha256_file(path) == s["sha256"]
+
+    return [s["name"] for s in all_shards(read_manifest(d)) if not whole(s)]
+
+
+def localize(data_dir: str | Path, splits: tuple[str, ...], scratch: str | Path) -> str:
+    """A local folder holding `data_dir`'s manifest, tokenizer and the shards of `splits`: the
+    folder itself when it is local; for an object store, copies under `scratch` (node-local
+    disk), each checked against the manifest's sha256 (a mismatch names the shard) and kept for
+    the next run on this node (`<scratch>/shards-<checksums>/`, so other shards never mix in).
+    Workers of one node share one copy: a lock file serialises them, and only missing or
+    damaged files are fetched."""
+    import fcntl
+
+    src = storage.location(data_dir)
+    if not storage.is_remote(src):
+        return src
+    m = read_manifest(src)
+    want = [s for split in splits for s in m["splits"].get(split, {"shards": []})["shards"]]
+    key = hashlib.sha256(json.dumps(sorted(s["sha256"] for s in all_shards(m))).encode()).hexdigest()[:16]
+    dest = Path(scratch) / f"shards-{key}"
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".shards-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        for name in (MANIFEST, m["tokenizer"]):
+            if not (dest / name).is_file():
+                storage.download(storage.join(src, name), dest / name)
+        verified = _read_cache(str(dest))
+        for s in want:
+            local = dest / s["file"]
+            st = local.stat() if local.is_file() else None
+            if st and verified.get(s["file"], {}).get("sha256") == s["sha256"] \
+                    and verified[s["file"]].get("size") == st.st_size:
+                continue
+            storage.download(storage.join(src, s["file"]), local)
+            got = sha256_file(local)
+            if got != s["sha256"]:
+                local.unlink()
+                raise _bad(s, f"does not match its checksum after the copy from {storage.public_uri(src)} "
+                              f"(sha256 {got[:12]}..., the manifest says {s['sha256'][:12]}...)")
+            st = local.stat()
+            verified[s["file"]] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": s["sha256"]}
+        _write_cache(str(dest), verified)
+    return str(dest)
 
 
 def open_split(data_dir: str | Path, split: str) -> list[np.memmap]:
     """Memory-map every shard of `split`, in manifest order, each checked to have its manifest
-    size (a truncated shard is a one-line ValueError, never an IndexError mid-training)."""
-    d = Path(data_dir)
+    size (a truncated shard is a one-line ValueError, never an IndexError mid-training). The
+    folder must be local: `localize` an object-store one first."""
+    d = storage.location(data_dir)
+    if storage.is_remote(d):
+        raise ValueError(f"{d} is on an object store: memory-mapping needs a local copy (shards.localize)")
     m = read_manifest(d)
     if split not in m["splits"]:
         raise ValueError(f"split {split!r} not in {data_dir} (has: {', '.join(m['splits'])})")
     out = []
     for s in m["splits"][split]["shards"]:
         _sized(d, s, m["dtype"])
-        out.append(np.memmap(d / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<"), mode="r"))
+        out.append(np.memmap(Path(d) / s["file"], dtype=np.dtype(m["dtype"]).newbyteorder("<"), mode="r"))
     return out

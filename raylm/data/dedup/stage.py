@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raylm import atomic
+from raylm import atomic, storage
 from raylm.data import schema
 from raylm.data.dedup import exact
 from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
@@ -215,19 +214,27 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict, 
     of distinct pages, with no LSH candidate pair, failed in verification's join)."""
     import ray
 
-    path = os.path.join(workdir, name)
-    marker = os.path.join(path, DONE)
-    if not os.path.exists(marker):
+    path = storage.join(workdir, name)
+    marker = storage.join(path, DONE)
+    if not storage.is_file(marker):
         t0 = time.time()
         ds = (_empty(out_schema) if after is not None and summary[after]["rows"] == 0 else build()).materialize()
-        with atomic.directory(path) as tmp:  # replaces a crashed earlier attempt without a marker
-            ds.write_parquet(str(tmp))
-            (tmp / DONE).write_text(json.dumps({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}))
-    with open(marker) as f:
-        summary[name] = json.load(f)
+        done = {"rows": None, "seconds": None}
+        if storage.is_remote(path):  # no rename on an object store: files first, the marker last
+            storage.delete(path)  # a crashed earlier attempt's files
+            fs, where = storage.resolve(storage.join(path, "part"))
+            ds.write_parquet(where, filesystem=fs)
+            done = {"rows": ds.count(), "seconds": round(time.time() - t0, 2), "dir": "part"}
+            atomic.write_text(marker, json.dumps(done))
+        else:
+            with atomic.directory(path) as tmp:  # replaces a crashed earlier attempt without a marker
+                ds.write_parquet(str(tmp))
+                (tmp / DONE).write_text(json.dumps({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}))
+    summary[name] = json.loads(storage.read_text(marker))
     if summary[name]["rows"] == 0:
         return _empty(out_schema)
-    return ray.data.read_parquet(path, schema=out_schema, file_extensions=["parquet"])
+    fs, where = storage.resolve(storage.join(path, summary[name]["dir"]) if summary[name].get("dir") else path)
+    return ray.data.read_parquet(where, filesystem=fs, schema=out_schema, file_extensions=["parquet"])
 
 
 def _empty(schema: pa.Schema):
@@ -238,13 +245,12 @@ def _empty(schema: pa.Schema):
 
 def _check_workdir(workdir: str, cfg: DedupConfig) -> None:
     """Refuse to resume from step outputs made with another config."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
+    storage.makedirs(workdir)
+    path = storage.join(workdir, "config.json")
     want = dataclasses.asdict(cfg)
     want.pop("workdir")
-    if os.path.exists(path):
-        with open(path) as f:
-            have = json.load(f)
+    if storage.is_file(path):
+        have = json.loads(storage.read_text(path))
         if have != want:
             raise ValueError(f"{workdir} holds dedup outputs of another config; use a new workdir "
                              f"or delete it. Differences: {sorted(k for k in want if have.get(k) != want[k])}")
@@ -256,8 +262,8 @@ def workdir_of(cfg: DedupConfig, ctx: StageContext | None) -> str:
     """Where the step outputs go: cfg.workdir when set (relative: under the run's data folder),
     else <ctx.out>/dedup in a pipeline run, else (called alone) a fresh temp folder."""
     if cfg.workdir:
-        return str(ctx.out / cfg.workdir) if ctx is not None else cfg.workdir
-    return str(ctx.out / "dedup") if ctx is not None else tempfile.mkdtemp(prefix="raylm-dedup-")
+        return storage.join(ctx.out, cfg.workdir) if ctx is not None else cfg.workdir
+    return storage.join(ctx.out, "dedup") if ctx is not None else tempfile.mkdtemp(prefix="raylm-dedup-")
 
 
 def run(ds, cfg: DedupConfig, ctx: StageContext | None = None):
@@ -343,7 +349,7 @@ def run(ds, cfg: DedupConfig, ctx: StageContext | None = None):
 
         reason_sets.append(_step(workdir, "near_dups", exact.REASONS_SCHEMA, build_near, summary, after="components"))
 
-    atomic.write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
+    atomic.write_text(storage.join(workdir, "summary.json"), json.dumps(summary, indent=1))
     if not reason_sets:
         return ds
     reasons = reason_sets[0] if len(reason_sets) == 1 else reason_sets[0].union(reason_sets[1])
