@@ -31,7 +31,9 @@ class ClusterConfig:
     include_dashboard: bool = True  # local Ray only: serve the dashboard (Tune + Train need it here)
     worker_niceness: int = 0        # local Ray only: nice level of Ray's worker processes (Ray's default 15)
     storage_path: str | None = None  # where Ray Train / Tune persist runs (a path all nodes see, or
-                                     # s3:// gs://); None = <out>/... on this machine
+                                     # s3:// gs://); None = <out>/<stage>
+    local_dir: str | None = None    # node-local scratch: shard copies from an object store, a worker's
+                                     # temp checkpoints and logs when out is one; None = the temp dir
 
 
 def _reachable(address: str, timeout_s: float = 10.0) -> None:

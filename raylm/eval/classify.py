@@ -107,13 +107,15 @@ def metrics_markdown(m: dict) -> str:
 
 
 def write_report(report: dict, out) -> None:
-    """<out>/report.json and report.md for a classification run (numbers, config, checkpoint)."""
+    """<out>/report.json and report.md for a classification run (numbers, config, checkpoint);
+    `out` local or on an object store."""
     import json
-    from pathlib import Path
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    from raylm import atomic, storage
+
+    out = storage.location(out)
+    storage.makedirs(out)
+    atomic.write_text(storage.join(out, "report.json"), json.dumps(report, indent=2, default=str))
     lines = ["# raylm classification evaluation", "", f"- checkpoint: `{report['checkpoint']}`",
              f"- started from: `{report.get('init_from') or 'random initialisation'}`",
              f"- labels: {', '.join(report['labels'])}"]
@@ -127,4 +129,4 @@ def write_report(report: dict, out) -> None:
         lines += ["", f"Training: {report['final'].get('step')} steps, best validation at step "
                       f"{report['final'].get('best_step')}."]
     lines += ["", "## Config", "", "```json", json.dumps(report.get("config", {}), indent=2, default=str), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic.write_text(storage.join(out, "report.md"), "\n".join(lines))

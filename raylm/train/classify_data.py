@@ -118,22 +118,23 @@ def balanced_weights(labels: list[int], num_classes: int) -> list[float]:
 
 
 def tokenizer_path(init_from: str | None, explicit: str | None, data_dir: str | None = None) -> str:
-    """The pretraining run's tokenizer: an explicit path, else the manifest of the checkpoint's
-    data_dir (model.json records it), else the manifest of `data_dir`."""
+    """The pretraining run's tokenizer (a local path or a URI): an explicit path, else the
+    checkpoint's own tokenizer.json, else the manifest of the checkpoint's data_dir (model.json
+    records it; older checkpoints), else the manifest of `data_dir`."""
+    from raylm import storage
+
     if explicit:
         return explicit
     src = None
     if init_from:
-        meta = json.loads((Path(init_from) / "model.json").read_text())
-        src = meta.get("tokenizer") and str(Path(init_from) / meta["tokenizer"])
-        if src and Path(src).is_file():
-            return src
-        src = meta.get("data_dir")
+        if (Path(init_from) / "tokenizer.json").is_file():
+            return str(Path(init_from) / "tokenizer.json")
+        src = json.loads((Path(init_from) / "model.json").read_text()).get("data_dir")
     src = src or data_dir
     if not src:
         raise ValueError("no tokenizer: set finetune.tokenizer, or start from a checkpoint whose model.json "
                          "names its data_dir")
-    return str(Path(src) / read_manifest(src)["tokenizer"])
+    return storage.join(src, read_manifest(src)["tokenizer"])
 
 
 def encode(tok, texts: list[str], max_len: int) -> list[list[int]]:

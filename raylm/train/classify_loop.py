@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raylm import atomic, interrupt
+from raylm import atomic, interrupt, storage
 from raylm.eval.classify import all_reduce_confusion, confusion_matrix, metrics_from_confusion, write_report
 from raylm.model.gpt import GPTConfig
 from raylm.train import checkpoint as ckpt
@@ -33,8 +33,9 @@ from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices
 from raylm.train.config import TrainConfig
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
-from raylm.train.launch import drop_unreported_checkpoints, launch, raise_if_stopped
-from raylm.train.loop import agree, all_mean, autocast_for, begin_step, optimizer_step, progress, setup_device
+from raylm.train.launch import launch, raise_if_stopped
+from raylm.train.loop import (agree, all_mean, autocast_for, begin_step, drop_unreported_checkpoints, optimizer_step,
+                              progress, setup_device)
 from raylm.train.optim import build_optimizer
 from raylm.train.parallel import load_optimizer_state, no_grad_sync, parallelize
 from raylm.train.session import LocalSession, resume, say
@@ -57,6 +58,7 @@ class ClassifyRun:
     seed: int
     init_from: str | None = None  # pretrained (or classifier) checkpoint; None = random init
     init_task: str | None = None  # "classify" when init_from is a classifier checkpoint
+    scratch: str | None = None    # node-local disk (cluster.local_dir); None = the temp folder
 
 
 @dataclass
@@ -89,6 +91,7 @@ class _Parts:
     tok: Any                      # tokenizers.Tokenizer
     max_len: int                  # tokens kept per text
     frozen: int                   # parameters frozen (finetune.freeze_*)
+    local: Path                   # this node's files of `out` (out itself when local): temp checkpoints
 
     def meta(self, **more) -> dict:
         """model.json fields of this run's checkpoints."""
@@ -98,8 +101,22 @@ class _Parts:
                 "pad_id": self.run.pad_id, **more}
 
 
-def load_split(path: str, ft: FinetuneConfig, labels: list[str], limit: int) -> Labelled:
-    texts, raw, skipped = read_rows(path, ft.format, ft.header, ft.columns, ft.text_column, ft.label_column, limit)
+def local_file(path: str, scratch: str | None = None) -> str:
+    """A labelled file as a local path: an object-store one is copied to node-local scratch once."""
+    if not storage.is_remote(path):
+        return path
+    import hashlib
+
+    dest = storage.scratch(scratch, "files") / (hashlib.sha1(path.encode()).hexdigest()[:12] + "-" +
+                                                 path.rsplit("/", 1)[-1].split("?", 1)[0])
+    if not dest.is_file():
+        storage.download(path, dest)
+    return str(dest)
+
+
+def load_split(path: str, ft: FinetuneConfig, labels: list[str], limit: int, scratch: str | None = None) -> Labelled:
+    texts, raw, skipped = read_rows(local_file(path, scratch), ft.format, ft.header, ft.columns, ft.text_column,
+                                    ft.label_column, limit)
     if ft.lowercase:
         texts = [t.lower() for t in texts]
     return to_indices(texts, raw, ft.label_map, labels, skipped)
@@ -170,7 +187,8 @@ def _build(run: ClassifyRun, session, device) -> tuple[_Parts, ClassifyState, di
         load_optimizer_state(wrapped, optimizer, saved["optimizer"], "ddp")
     parts = _Parts(run=run, session=session, model=wrapped, raw=model, optimizer=optimizer, device=device,
                    autocast=autocast_for(cfg, device), tok=Tokenizer.from_str(run.tokenizer_json),
-                   max_len=min(ft.max_len or run.model.block_size, run.model.block_size), frozen=frozen)
+                   max_len=min(ft.max_len or run.model.block_size, run.model.block_size), frozen=frozen,
+                   local=storage.work_dir(run.out, run.scratch))
     return parts, state, best_weights
 
 
@@ -207,7 +225,7 @@ def _save(p: _Parts, name: str, state: ClassifyState, meta: dict, files: dict | 
     """Rank 0 writes a checkpoint directory `<out>/.ckpt-<name>` (weights, tokenizer, state)."""
     if p.session.rank != 0:
         return None
-    return save_classifier(Path(p.run.out) / f".ckpt-{name}", p.raw, p.run.model, p.meta(**meta),
+    return save_classifier(p.local / f".ckpt-{name}", p.raw, p.run.model, p.meta(**meta),
                            {"optimizer": p.optimizer.state_dict(), **asdict(state)},
                            files={"tokenizer.json": p.run.tokenizer_json, **(files or {})}, tensors=tensors)
 
@@ -217,11 +235,13 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
     ft, cfg = run.finetune, run.train
     session = session or LocalSession(dir=run.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
     p, state, best_weights = _build(run, session, setup_device(cfg, session.local_rank))
-    tr = load_split(ft.train_file, ft, run.labels, ft.max_train_examples)
+    if session.rank == 0:
+        drop_unreported_checkpoints(p.local)
+    tr = load_split(ft.train_file, ft, run.labels, ft.max_train_examples, run.scratch)
     tr_ids = encode(p.tok, tr.texts, p.max_len)
     if not tr_ids:
         raise ValueError(f"{ft.train_file}: no usable rows (skipped: {tr.skipped})")
-    val = load_split(ft.val_file, ft, run.labels, ft.max_eval_examples) if ft.val_file else None
+    val = load_split(ft.val_file, ft, run.labels, ft.max_eval_examples, run.scratch) if ft.val_file else None
     val_ids = encode(p.tok, val.texts, p.max_len) if val else None
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=p.device) if run.class_weights else None
     if session.rank == 0:
@@ -282,7 +302,7 @@ def _final(p: _Parts, state: ClassifyState) -> dict:
         metrics.update(best_val=state.best, val_loss=state.best_val_loss)
     test = None
     if test_file:
-        te = load_split(test_file, ft, p.run.labels, ft.max_eval_examples)
+        te = load_split(test_file, ft, p.run.labels, ft.max_eval_examples, p.run.scratch)
         pos = p.run.labels.index(ft.positive_label) if ft.positive_label else None
         m, tloss = _score_set(p, te, encode(p.tok, te.texts, p.max_len), pos)
         test = {"file": test_file, "loss": tloss, "skipped": te.skipped, **m}
@@ -298,12 +318,13 @@ def _final(p: _Parts, state: ClassifyState) -> dict:
 
 
 def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: str | None,
-            model_cfg: GPTConfig | None, data_dir: str | None) -> tuple[ClassifyRun, str]:
+            model_cfg: GPTConfig | None, data_dir: str | None, scratch: str | None = None) -> tuple[ClassifyRun, str]:
     """Every check that can fail before a worker starts, and the run's fixed inputs: the body's
     architecture, tokenizer, label order and class weights. Returns (run, tokenizer path)."""
     from tokenizers import Tokenizer
 
     from raylm.data.tokenize import EOS
+    from raylm.train.trainer import local_path
 
     if ft.task != "classify" or not ft.train_file:
         raise ValueError("classification fine-tuning needs finetune.task=classify and finetune.train_file")
@@ -317,7 +338,7 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     ft = replace(ft, **{k: str(Path(v).resolve()) for k in ("train_file", "val_file", "test_file")
                         if (v := getattr(ft, k)) and "://" not in v})
     for k in ("train_file", "val_file", "test_file"):
-        if getattr(ft, k) and not Path(getattr(ft, k)).is_file():
+        if getattr(ft, k) and not storage.is_file(getattr(ft, k)):
             raise FileNotFoundError(f"finetune.{k}: {getattr(ft, k)} not found")
     init_from = None if ft.random_init else init_from
     if init_from and "://" not in init_from:
@@ -329,10 +350,10 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     elif model_cfg is None:
         raise ValueError("random init (no init_from) needs a model config")
     tok_path = tokenizer_path(init_from, ft.tokenizer, ft.data_dir or data_dir)
-    tok = Tokenizer.from_file(tok_path)
+    tok = Tokenizer.from_str(storage.read_text(tok_path))
     model_cfg = model_cfg.with_vocab(tok.get_vocab_size(), f"tokenizer {tok_path}")
-    texts, raw, _ = read_rows(ft.train_file, ft.format, ft.header, ft.columns, ft.text_column, ft.label_column,
-                              ft.max_train_examples)
+    texts, raw, _ = read_rows(local_file(ft.train_file, scratch), ft.format, ft.header, ft.columns, ft.text_column,
+                              ft.label_column, ft.max_train_examples)
     labels = label_list(raw, ft.label_map, ft.labels)
     if len(labels) < 2:
         raise ValueError(f"{ft.train_file}: need at least 2 classes, found {labels}")
@@ -343,8 +364,8 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
         if ft.balanced_class_weights else [])
     eos = tok.token_to_id(EOS)
     run = ClassifyRun(finetune=ft, train=cfg, model=model_cfg, labels=labels, class_weights=weights,
-                      tokenizer_json=tok.to_str(), pad_id=eos if eos is not None else 0, out=str(Path(out).resolve()),
-                      seed=seed, init_from=init_from, init_task=init_task)
+                      tokenizer_json=tok.to_str(), pad_id=eos if eos is not None else 0, out=local_path(str(out)),
+                      seed=seed, init_from=init_from, init_task=init_task, scratch=scratch)
     return run, tok_path
 
 
@@ -359,8 +380,9 @@ def run(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from: st
 def execute(job: ClassifyRun, tok_path: str, storage_path: str | None = None) -> dict:
     """Run a prepared fine-tuning job (`prepare`), then write its report and result.json."""
     t0, cfg = time.time(), job.train
-    out_dir = Path(job.out)
-    drop_unreported_checkpoints(out_dir)
+    if cfg.num_workers == 0 and storage.is_remote(job.out):
+        raise ValueError(f"out={job.out}: train.num_workers 0 keeps checkpoints on this machine's disk; with out "
+                         f"on an object store use train.num_workers >= 1 (Ray Train stores checkpoints there)")
     if cfg.num_workers == 0:
         session = LocalSession(dir=job.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
         with interrupt.graceful():
@@ -370,7 +392,7 @@ def execute(job: ClassifyRun, tok_path: str, storage_path: str | None = None) ->
     else:
         done = launch(classify_worker, job, cfg, storage_path=storage_path or job.out, name=RUN_NAME)
         metrics, ck, result = done.metrics, done.checkpoint, done.as_dict()
-    atomic.write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str))
+    atomic.write_text(storage.join(job.out, "result.json"), json.dumps(result, indent=2, default=str))
     raise_if_stopped(metrics)  # a Ctrl-C: the checkpoint is saved, the test evaluation waits for the rerun
     if not ck:
         raise RuntimeError("classification fine-tuning reported no checkpoint")
@@ -379,7 +401,7 @@ def execute(job: ClassifyRun, tok_path: str, storage_path: str | None = None) ->
               "labels": job.labels, "class_weights": job.class_weights, "final": metrics, "test": test,
               "config": {"finetune": asdict(job.finetune), "train": asdict(cfg), "model": asdict(job.model)},
               "seconds": round(time.time() - t0, 2)}
-    write_report(report, out_dir)
+    write_report(report, job.out)
     return report
 
 
@@ -392,8 +414,10 @@ def _read_test(checkpoint: str) -> dict | None:
         return json.loads(f.read())
 
 
-def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:
-    """In-process evaluation of a saved classifier on ft.test_file (else ft.val_file)."""
+def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str, scratch: str | None = None,
+                        source: str | None = None) -> dict:
+    """In-process evaluation of a saved classifier on ft.test_file (else ft.val_file; an object
+    store's is copied to `scratch`)."""
     from tokenizers import Tokenizer
 
     from raylm.train.finetune import load_classifier
@@ -406,12 +430,12 @@ def evaluate_checkpoint(checkpoint: str, ft: FinetuneConfig, out: str) -> dict:
     tok = Tokenizer.from_file(str(Path(checkpoint) / meta["tokenizer"]))
     labels = meta["labels"]
     ft = replace(ft, lowercase=meta.get("lowercase", False))  # the classifier's own preprocessing, like max_len
-    te = load_split(test_file, ft, labels, ft.max_eval_examples)
+    te = load_split(test_file, ft, labels, ft.max_eval_examples, scratch)
     cm, loss = evaluate(model, encode(tok, te.texts, meta["max_len"]), te.labels, len(labels), ft.eval_batch_size,
                         0, 1, torch.device("cpu"), meta["pad_id"])
     pos = labels.index(ft.positive_label) if ft.positive_label else None
     test = {"file": test_file, "loss": loss, "skipped": te.skipped, **metrics_from_confusion(cm, labels, pos)}
-    report = {"task": "classify", "checkpoint": str(checkpoint), "init_from": meta.get("init_from"),
+    report = {"task": "classify", "checkpoint": source or str(checkpoint), "init_from": meta.get("init_from"),
               "labels": labels, "test": test, "config": {"finetune": asdict(ft)},
               "seconds": round(time.time() - t0, 2)}
     write_report(report, Path(out))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,15 +58,20 @@ class Launched:
 
 def storage_root(cluster_storage: str | None, out: str | Path, stage: str) -> str:
     """Where a stage's Ray Train / Tune runs persist: `<cluster.storage_path>/<out name>/<stage>`
-    when the cluster has shared storage, else `<out>/<stage>` on this machine."""
+    when the cluster has shared storage, else `<out>/<stage>` (a local folder or an object store)."""
+    from raylm.storage import join
+
+    out = str(out)
+    name = out.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     if cluster_storage:
-        return f"{cluster_storage.rstrip('/')}/{Path(out).name}/{stage}"
-    return str(Path(out).resolve() / stage)
+        return join(cluster_storage, name, stage)
+    return join(out if "://" in out else str(Path(out).resolve()), stage)
 
 
 def _entry(worker: Callable, args: Any, run_dir: str, stop_flag) -> None:
     """Runs in every Ray Train worker: the loop with its typed arguments and a Ray session."""
-    worker(args, RaySession(args.out, run_dir, stop_flag))
+    worker(args, RaySession(args.out, run_dir, stop_flag, getattr(args, "scratch", None),
+                            getattr(args, "tb_dir", None)))
 
 
 class StopFlag:
@@ -180,13 +184,6 @@ def _fit_relaying_interrupts(trainer, stop_flag):
     if "error" in box:
         raise box["error"]
     return box["result"]
-
-
-def drop_unreported_checkpoints(out_dir: Path) -> None:
-    """A worker writes each checkpoint to `<out>/.ckpt-<step>` before handing it to its session;
-    one left behind by a killed run was never recorded and is removed."""
-    for d in out_dir.glob(".ckpt-*"):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def raise_if_stopped(metrics: dict | None) -> None:

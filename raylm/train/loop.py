@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from raylm import storage
+from raylm.data import shards
 from raylm.data.shards import read_manifest
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
@@ -47,12 +49,13 @@ class LMRun:
 
     model: GPTConfig
     train: TrainConfig
-    data_dir: str                 # shards + manifest.json
-    out: str                      # the stage folder: metrics.jsonl, temp checkpoints, LocalSession's checkpoints
+    data_dir: str                 # shards + manifest.json (local, or on an object store: copied to scratch)
+    out: str                      # the stage folder (local or an object store): metrics.jsonl, TensorBoard
     seed: int
     init_from: str | None = None  # checkpoint whose weights start the run (continued pretraining)
     tb_dir: str | None = None     # TensorBoard events (rank 0); None = none
     tokenizer_json: str | None = None  # copied into every checkpoint; None = not copied
+    scratch: str | None = None    # node-local disk (cluster.local_dir); None = the temp folder
 
 
 @dataclass
@@ -214,6 +217,15 @@ def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: in
     return (total[0] / total[1].clamp(min=1)).item()
 
 
+def drop_unreported_checkpoints(folder: Path) -> None:
+    """A worker writes each checkpoint to `<folder>/.ckpt-<step>` before handing it to its
+    session; one left behind by a killed run was never recorded and is removed."""
+    import shutil
+
+    for d in Path(folder).glob(".ckpt-*"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def resolve_model_config(model_cfg: GPTConfig, data_dir: str) -> GPTConfig:
     """The model for these shards: vocab_size from their tokenizer (GPTConfig.with_vocab)."""
     return model_cfg.with_vocab(read_manifest(data_dir)["vocab_size"], f"the tokenizer of {data_dir}")
@@ -260,15 +272,16 @@ def _train_step(model, optimizer, loader, run: LMRun, rank: int, world: int, ste
     return lr, loss, optimizer_step(model, optimizer, cfg.grad_clip)
 
 
-def _checkpoint(run: LMRun, model, raw, optimizer, model_cfg, state: LoopState, rank: int, val: float):
+def _checkpoint(run: LMRun, local: Path, model, raw, optimizer, model_cfg, state: LoopState, rank: int, val: float):
     """Full weights and optimizer state (collectives under FSDP: every rank takes part); rank 0
-    writes the checkpoint directory and returns it, the others None."""
+    writes the checkpoint directory under `local` (this node's disk) and returns it, the others
+    None."""
     cfg = run.train
     weights = full_model_state(model, cfg.parallelism)
     opt_state = optimizer_state(model, optimizer, cfg.parallelism)
     if rank != 0:
         return None
-    return ckpt.save(Path(run.out) / f".ckpt-{state.step}", raw, model_cfg, {"optimizer": opt_state, **asdict(state)},
+    return ckpt.save(local / f".ckpt-{state.step}", raw, model_cfg, {"optimizer": opt_state, **asdict(state)},
                      weights=weights, extra={"step": state.step, "val_loss": val, "data_dir": str(run.data_dir)},
                      files={"tokenizer.json": run.tokenizer_json} if run.tokenizer_json else None)
 
@@ -279,13 +292,17 @@ def train_worker(run: LMRun, session=None) -> dict:
     session = session or LocalSession(dir=run.out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
     rank, world = session.rank, session.world
     device = setup_device(cfg, session.local_rank)
-    model_cfg = resolve_model_config(run.model, run.data_dir)
-    train_w = TokenWindows(run.data_dir, "train", model_cfg.block_size, run.seed)
-    val_w = TokenWindows(run.data_dir, "val", model_cfg.block_size, run.seed)
+    local = storage.work_dir(run.out, run.scratch)  # this node's files of `out` (out itself when local)
+    if rank == 0:
+        drop_unreported_checkpoints(local)
+    data_dir = shards.localize(run.data_dir, ("train", "val"), storage.scratch(run.scratch))
+    model_cfg = resolve_model_config(run.model, data_dir)
+    train_w = TokenWindows(data_dir, "train", model_cfg.block_size, run.seed)
+    val_w = TokenWindows(data_dir, "val", model_cfg.block_size, run.seed)
     model, raw, optimizer, state = _build(run, model_cfg, session, device)
     autocast = autocast_for(cfg, device)
     loader = Loader(train_w, cfg.batch_size, rank, world, state=state.data)
-    tb = open_tensorboard(run.tb_dir) if rank == 0 else None
+    tb = open_tensorboard(str(storage.work_dir(run.tb_dir, run.scratch))) if rank == 0 and run.tb_dir else None
     meter = Throughput(raw, cfg, world, device)
 
     def validate() -> float:
@@ -322,7 +339,7 @@ def train_worker(run: LMRun, session=None) -> dict:
                 stop = 0 < cfg.early_stopping_patience <= state.bad_evals
             metrics.update(val_loss=val, val_ppl=math.exp(min(val, 50)), best_val_loss=state.best_val,
                            early_stopped=stop, **({"interrupted": True} if halt else {}))
-            ckpt_dir = _checkpoint(run, model, raw, optimizer, model_cfg, state, rank, val)
+            ckpt_dir = _checkpoint(run, local, model, raw, optimizer, model_cfg, state, rank, val)
             meter.restart()
         if rank == 0:
             progress("train", metrics, hide=("tokens_seen", "flops_per_s", "early_stopped", "interrupted"))
@@ -331,6 +348,8 @@ def train_worker(run: LMRun, session=None) -> dict:
                     if isinstance(v, int | float) and k != "step":
                         tb.add_scalar(f"train/{k}", v, step)
         if is_eval:  # Ray Train's report is a barrier with the controller: only at evaluations
+            if tb is not None:
+                tb.flush()  # before the session uploads it (out on an object store)
             session.report(dict(metrics), ckpt_dir)
         else:
             session.log(dict(metrics))

@@ -132,16 +132,25 @@ class RaySession:
 
     `run_dir` is the Ray Train run's folder (local path or URI): besides the newest checkpoint
     Ray Train restores, the older ones its snapshot lists are resume candidates. `stop_flag` is
-    the driver's stop actor (launch.py), polled at most once a second."""
+    the driver's stop actor (launch.py), polled at most once a second. With `out` (or the
+    TensorBoard folder) on an object store, rank 0 writes them on this node's disk (`scratch`)
+    and uploads what changed at every report."""
 
     POLL_S = 1.0
 
-    def __init__(self, out: str, run_dir: str | None = None, stop_flag=None):
+    def __init__(self, out: str, run_dir: str | None = None, stop_flag=None, scratch: str | None = None,
+                 tb_dir: str | None = None):
         import ray.train
+
+        from raylm import storage
 
         ctx = ray.train.get_context()
         self.rank, self.world, self.local_rank = ctx.get_world_rank(), ctx.get_world_size(), ctx.get_local_rank()
-        self.metrics_file = Path(out) / "metrics.jsonl"  # rank 0 keeps a plain copy beside Ray's
+        local = storage.work_dir(out, scratch)
+        self.metrics_file = local / "metrics.jsonl"  # rank 0 keeps a plain copy beside Ray's
+        self.mirrors = [storage.Mirror(local, out)]
+        if tb_dir:
+            self.mirrors.append(storage.Mirror(storage.work_dir(tb_dir, scratch), tb_dir))
         self.run_dir, self.stop_flag = run_dir, stop_flag
         self._open: list = []  # as_directory() contexts: local copies kept for the run
         self._stop, self._polled = False, 0.0
@@ -208,3 +217,6 @@ class RaySession:
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name if checkpoint else None)
         if checkpoint_dir is not None:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if self.rank == 0:
+            for mirror in self.mirrors:
+                mirror()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from raylm import atomic, interrupt
+from raylm import atomic, interrupt, storage
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import TrainConfig
-from raylm.train.launch import drop_unreported_checkpoints, launch, raise_if_stopped
+from raylm.train.launch import launch, raise_if_stopped
 from raylm.train.loop import LMRun, resolve_model_config, train_worker
 from raylm.train.session import LocalSession
 
@@ -26,29 +26,38 @@ def tokenizer_text(data_dir: str) -> str | None:
     """The shards' tokenizer.json, which every checkpoint of a run carries; None when absent."""
     from raylm.data.shards import read_manifest
 
-    p = Path(data_dir) / read_manifest(data_dir).get("tokenizer", "tokenizer.json")
-    return p.read_text() if p.is_file() else None
+    p = storage.join(data_dir, read_manifest(data_dir).get("tokenizer", "tokenizer.json"))
+    return storage.read_text(p) if storage.is_file(p) else None
+
+
+def local_path(path: str) -> str:
+    """A local path made absolute (Ray workers do not share the driver's working directory);
+    an object-store URI as it is."""
+    return path if storage.is_remote(path) else str(Path(path).resolve())
 
 
 def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: int,
-        init_from: str | None = None, storage_path: str | None = None, env: dict | None = None) -> dict:
+        init_from: str | None = None, storage_path: str | None = None, env: dict | None = None,
+        scratch: str | None = None) -> dict:
     """Train; writes and returns {"metrics": last metrics, "checkpoint": the newest checkpoint}
-    (plus "best_checkpoint" with keep_by val_loss on Ray)."""
+    (plus "best_checkpoint" with keep_by val_loss on Ray). `out` and `data_dir` may be on an
+    object store (then Ray Train workers copy the shards to node-local `scratch`)."""
     resolve_model_config(model_cfg, data_dir)  # fail fast on a vocab mismatch or missing manifest
-    out_dir = Path(out).resolve()
-    run = LMRun(model=model_cfg, train=cfg, data_dir=str(data_dir), out=str(out_dir), seed=seed,
-                init_from=init_from, tb_dir=str(out_dir / "tb"), tokenizer_json=tokenizer_text(data_dir))
-    drop_unreported_checkpoints(out_dir)
+    out, data_dir = local_path(str(out)), local_path(str(data_dir))
+    if cfg.num_workers == 0 and storage.is_remote(out):
+        raise ValueError(f"out={out}: train.num_workers 0 keeps checkpoints on this machine's disk; with out on "
+                         f"an object store use train.num_workers >= 1 (Ray Train stores checkpoints there)")
+    run = LMRun(model=model_cfg, train=cfg, data_dir=data_dir, out=out, seed=seed, init_from=init_from,
+                tb_dir=storage.join(out, "tb"), tokenizer_json=tokenizer_text(data_dir), scratch=scratch)
     if cfg.num_workers == 0:
-        session = LocalSession(dir=str(out_dir), keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
+        session = LocalSession(dir=out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
         with interrupt.graceful():
             metrics = train_worker(run, session)
         latest = session.latest_checkpoint()
         result = {"metrics": metrics, "checkpoint": str(latest) if latest else None}
     else:
-        result = launch(train_worker, run, cfg, storage_path=storage_path or str(out_dir), name=RUN_NAME,
-                        env=env).as_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out_dir / "result.json", json.dumps(result, indent=2, default=str))
+        result = launch(train_worker, run, cfg, storage_path=storage_path or out, name=RUN_NAME, env=env).as_dict()
+    storage.makedirs(out)
+    atomic.write_text(storage.join(out, "result.json"), json.dumps(result, indent=2, default=str))
     raise_if_stopped(result["metrics"])
     return result
