@@ -9,47 +9,80 @@ is reported before Ray starts (3-60 s) and before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from raylm import config as C
-from raylm import errors, outputs
+from raylm import errors, outputs, storage
 from raylm.root import RootConfig
+from raylm.train.trainer import local_path
 
 
 def load(args) -> RootConfig:
     cfg = C.load(RootConfig, args.config, args.overrides)
-    errors.LOG_DIR = Path(cfg.out) / "logs"  # where the full traceback of an unexpected error goes
+    if not storage.is_remote(cfg.out):  # where the full traceback of an unexpected error goes
+        errors.LOG_DIR = Path(cfg.out) / "logs"
     return cfg
 
 
-def _paths(cfg: RootConfig) -> dict[str, Path]:
-    # Absolute: Ray workers do not share the driver's working directory.
-    out = Path(cfg.out).resolve()
-    return {"out": out, "data": out / "data",
-            "shards": Path(cfg.train.data_dir).resolve() if cfg.train.data_dir else out / "data" / "shards",
-            "train": out / "train", "eval": out / "eval", "finetune": out / "finetune", "tune": out / "tune"}
+def _paths(cfg: RootConfig) -> dict[str, str]:
+    """The run's folders: absolute local paths (Ray workers do not share the driver's working
+    directory) or object-store URIs (`out: s3://bucket/run`)."""
+    out = local_path(cfg.out)
+    stages = {k: storage.join(out, k) for k in ("data", "train", "eval", "finetune", "tune")}
+    shards = local_path(cfg.train.data_dir) if cfg.train.data_dir else storage.join(out, "data", "shards")
+    return {"out": out, "shards": shards, **stages}
 
 
 def _hold(args, cfg: RootConfig) -> None:
-    """Before any work: `out` can be written, and no other raylm run is using it (outputs.lock)."""
-    out = Path(cfg.out)
+    """Before any work: `out` can be written, and no other raylm run is using it (outputs.lock;
+    an object store has no locks)."""
+    out = _paths(cfg)["out"]
+    probe = storage.join(out, f".write-test-{id(cfg)}")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{id(cfg)}"
-        probe.write_text("")
-        probe.unlink()
+        storage.makedirs(out)
+        if storage.is_remote(out):
+            with tempfile.NamedTemporaryFile() as f:
+                storage.upload(f.name, probe)
+        else:
+            Path(probe).write_text("")
+        storage.delete(probe)
     except OSError as e:
-        raise ValueError(f"out={cfg.out}: cannot write there ({e.strerror or e})") from None
+        raise ValueError(f"out={cfg.out}: cannot write there ({' '.join(str(e.strerror or e).split())})") from None
     outputs.lock(out, args.command)
 
 
-def _claim(args, cfg: RootConfig, stage: str, stage_dir: Path, inputs: dict | None = None) -> None:
+def _claim(args, cfg: RootConfig, stage: str, stage_dir: str, inputs: dict | None = None) -> None:
     """The stage folder is this config's (or --overwrite cleared it); the resolved config is
     saved beside it and at the top of `out`."""
     outputs.claim(stage_dir, outputs.record_of(cfg, stage, inputs), overwrite=getattr(args, "overwrite", False))
     for d in (_paths(cfg)["out"], stage_dir):
-        C.save(cfg, d / "config.yaml")
+        C.save(cfg, storage.join(d, "config.yaml"))
+
+
+def _scratch(cfg: RootConfig, *parts: str) -> Path:
+    """A local folder for this run's copies (fetched checkpoints): under `out` when it is local,
+    else node-local scratch (cluster.local_dir)."""
+    out = _paths(cfg)["out"]
+    if storage.is_remote(out):
+        return storage.work_dir(out, cfg.cluster.local_dir).joinpath(*parts)
+    return Path(out).joinpath(*parts)
+
+
+@contextlib.contextmanager
+def _writing(folder: str):
+    """A local folder standing for `folder`: the folder itself, or (object store) a temp folder
+    whose files are uploaded to it when the block ends."""
+    if not storage.is_remote(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="raylm-out-") as d:
+        yield Path(d)
+        storage.Mirror(Path(d), folder)()
 
 
 def _connect(args, cfg: RootConfig) -> None:
@@ -72,20 +105,21 @@ def data(args, cfg: RootConfig | None = None) -> dict:
     _claim(args, cfg, "data", p["data"])
     _connect(args, cfg)
     m = pipeline.run(cfg.data, p["data"], cfg.seed)
-    print(f"[raylm] data done: {p['data'] / 'shards'} (manifest.json, tokenizer.json), stats in "
-          f"{p['data'] / 'stats.json'}")
+    print(f"[raylm] data done: {storage.join(p['data'], 'shards')} (manifest.json, tokenizer.json), stats in "
+          f"{storage.join(p['data'], 'stats.json')}")
     return m
 
 
-def _shards_ready(model_cfg, data_dir: Path) -> dict:
-    """The shards exist, are whole (sizes always, sha256 once per file state) and fit the model:
-    its input fingerprint for the stage record."""
+def _shards_ready(model_cfg, data_dir: str) -> dict:
+    """The shards exist, are whole and fit the model: its input fingerprint for the stage
+    record. Local shards: sizes and sha256 (once per file state); on an object store sizes here,
+    and each worker checks the sha256 of the copies it makes (shards.localize)."""
     from raylm.data import shards
     from raylm.train.loop import resolve_model_config
 
     manifest = shards.read_manifest(data_dir)
-    resolve_model_config(model_cfg, str(data_dir))
-    shards.check(data_dir)
+    resolve_model_config(model_cfg, data_dir)
+    shards.check(data_dir, full=not storage.is_remote(data_dir))
     return {"shards": outputs.shards_fingerprint(manifest)}
 
 
@@ -96,7 +130,7 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
 
     cfg = cfg or load(args)
     p = _paths(cfg)
-    data_dir = Path(data_dir).resolve() if data_dir else p["shards"]
+    data_dir = local_path(data_dir) if data_dir else p["shards"]
     _hold(args, cfg)
     inputs = _shards_ready(cfg.model, data_dir)
     if init_from:
@@ -104,12 +138,12 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
     _claim(args, cfg, stage, p[stage], inputs)
     if cfg.train.num_workers > 0:
         _connect(args, cfg)
-    result = fit(cfg.model, cfg.train, str(data_dir), str(p[stage]), cfg.seed, init_from=init_from,
-                 storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage))
+    result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
+                 storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage), scratch=cfg.cluster.local_dir)
     m = result["metrics"] or {}
     print(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
           f"(perplexity {m.get('val_ppl', float('nan')):.2f}); checkpoint {result['checkpoint']}; "
-          f"TensorBoard: tensorboard --logdir {p[stage] / 'tb'}")
+          f"TensorBoard: tensorboard --logdir {storage.join(p[stage], 'tb')}")
     return result
 
 
@@ -131,24 +165,26 @@ def finetune(args) -> dict:
 
     cfg = load(args)
     src = None if cfg.finetune.random_init else (cfg.finetune.init_from or _latest_checkpoint(cfg, "train"))
-    if src:  # an s3:// or gs:// checkpoint is copied once under out (which every node sees)
-        src = str(Path(fetch(src, _paths(cfg)["finetune"] / "init-checkpoint")).resolve())
+    if src:  # an s3:// or gs:// checkpoint is copied once (workers on other nodes read it from the
+        # same path only when out is shared; on an object store, give finetune.init_from as a URI
+        # that every node can fetch: see docs/clusters.md)
+        src = str(Path(fetch(src, _scratch(cfg, "finetune", "init-checkpoint"))).resolve())
     if cfg.finetune.task == "classify":
         return _classify(args, cfg, src)
     cfg.model = read_model_config(src)  # the architecture is the checkpoint's
-    data_dir = Path(cfg.finetune.data_dir).resolve() if cfg.finetune.data_dir else _paths(cfg)["shards"]
+    data_dir = local_path(cfg.finetune.data_dir) if cfg.finetune.data_dir else _paths(cfg)["shards"]
     _same_tokenizer(Path(src), data_dir, cfg)
-    return train(args, cfg, init_from=src, stage="finetune", data_dir=str(data_dir))
+    return train(args, cfg, init_from=src, stage="finetune", data_dir=data_dir)
 
 
-def _same_tokenizer(ck: Path, data_dir: Path, cfg: RootConfig) -> None:
+def _same_tokenizer(ck: Path, data_dir: str, cfg: RootConfig) -> None:
     """Continued pretraining reads token ids: the new shards must come from the checkpoint's own
     tokenizer (compared by content; a vocabulary of the same size can map ids to other strings)."""
     from tokenizers import Tokenizer
 
     from raylm.data.shards import read_manifest
 
-    theirs = (data_dir / read_manifest(data_dir)["tokenizer"]).read_text()
+    theirs = storage.read_text(storage.join(data_dir, read_manifest(data_dir)["tokenizer"]))
     if Tokenizer.from_str(theirs).to_str() != Tokenizer.from_str(_tokenizer_of(ck, cfg)).to_str():
         raise ValueError(f"the shards in {data_dir} were tokenized with another tokenizer than checkpoint {ck}: "
                          f"their token ids mean other strings. Rebuild them with data.tokenizer.path={ck} "
@@ -162,20 +198,22 @@ def _classify(args, cfg: RootConfig, src: str | None) -> dict:
 
     p = _paths(cfg)
     _hold(args, cfg)
-    job, tok_path = prepare(cfg.finetune, cfg.train, str(p["finetune"]), cfg.seed, src, cfg.model, str(p["shards"]))
+    job, tok_path = prepare(cfg.finetune, cfg.train, p["finetune"], cfg.seed, src, cfg.model, p["shards"],
+                            scratch=cfg.cluster.local_dir)
     _claim(args, cfg, "finetune", p["finetune"], {"init_from": _checkpoint_identity(src)} if src else {})
     if cfg.train.num_workers > 0:
         _connect(args, cfg)
     result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
-    print(f"[raylm] classifier fine-tuned: report {p['finetune'] / 'report.md'}; checkpoint {result.get('checkpoint')}")
+    print(f"[raylm] classifier fine-tuned: report {storage.join(p['finetune'], 'report.md')}; "
+          f"checkpoint {result.get('checkpoint')}")
     return result
 
 
 def _latest_checkpoint(cfg: RootConfig, stage: str) -> str:
-    res = _paths(cfg)[stage] / "result.json"
-    if not res.is_file():
+    res = storage.join(_paths(cfg)[stage], "result.json")
+    if not storage.is_file(res):
         raise FileNotFoundError(f"no checkpoint given (eval.checkpoint) and no {res}: run `raylm {stage}` first")
-    ck = json.loads(res.read_text()).get("checkpoint")
+    ck = json.loads(storage.read_text(res)).get("checkpoint")
     if not ck:
         raise FileNotFoundError(f"{res} names no checkpoint (did training reach an eval_interval?)")
     return ck
@@ -185,7 +223,7 @@ def _newest(cfg: RootConfig, language_model: bool = False) -> str:
     """The run's newest checkpoint: fine-tuning's when it ran, else pretraining's. With
     `language_model`, a classifier fine-tune is passed over for the pretrained model."""
     p = _paths(cfg)
-    if (p["finetune"] / "result.json").is_file():
+    if storage.is_file(storage.join(p["finetune"], "result.json")):
         ck = _latest_checkpoint(cfg, "finetune")
         if not (language_model and _is_classifier(ck)):
             return ck
@@ -193,11 +231,7 @@ def _newest(cfg: RootConfig, language_model: bool = False) -> str:
 
 
 def _is_classifier(ck: str) -> bool:
-    from raylm.storage import resolve
-
-    fs, path = resolve(ck)
-    with fs.open_input_stream(f"{path.rstrip('/')}/model.json") as f:
-        return json.loads(f.read()).get("task") == "classify"
+    return json.loads(storage.read_text(storage.join(ck, "model.json"))).get("task") == "classify"
 
 
 def _local_checkpoint(ck: str, cache: Path) -> Path:
@@ -215,38 +249,45 @@ def _tokenizer_of(ck: Path, cfg: RootConfig) -> str:
     if (ck / "tokenizer.json").is_file():
         return (ck / "tokenizer.json").read_text()
     meta = json.loads((ck / "model.json").read_text())
-    for d in (meta.get("data_dir"), str(_paths(cfg)["shards"])):
-        if d and (Path(d) / "manifest.json").is_file():
-            return (Path(d) / read_manifest(d)["tokenizer"]).read_text()
+    for d in (meta.get("data_dir"), _paths(cfg)["shards"]):
+        if d and storage.is_file(storage.join(d, "manifest.json")):
+            return storage.read_text(storage.join(d, read_manifest(d)["tokenizer"]))
     raise FileNotFoundError(f"{ck} holds no tokenizer.json and its shards are gone: cannot decode its tokens")
 
 
 def evaluate(args, cfg: RootConfig | None = None) -> dict:
     """The run's newest checkpoint (or eval.checkpoint): a language model on the validation
-    shards, or a classifier on finetune.test_file (else val_file)."""
-    from raylm.eval import lm
+    shards, or a classifier on finetune.test_file (else val_file). Runs as a Ray task
+    (eval.cpus, eval.use_gpu, eval.resources, eval.label_selector), so on a cluster it uses a
+    worker's GPU, not the head's CPU; the task returns the report and the driver writes it."""
+    from raylm.eval.task import run_on_ray
 
     cfg = cfg or load(args)
     p = _paths(cfg)
     _hold(args, cfg)
-    C.save(cfg, p["eval"] / "config.yaml")
-    ck = _local_checkpoint(cfg.eval.checkpoint or _newest(cfg), p["eval"] / "checkpoint")
-    if _is_classifier(str(ck)):
-        from raylm.train.classify_loop import evaluate_checkpoint
-
-        report = evaluate_checkpoint(str(ck), cfg.finetune, str(p["eval"]))
+    C.save(cfg, storage.join(p["eval"], "config.yaml"))
+    ck = local_path(cfg.eval.checkpoint) if cfg.eval.checkpoint else _newest(cfg)
+    stage = "finetune" if storage.is_file(storage.join(p["finetune"], "result.json")) else "train"
+    data_dir = local_path(cfg.finetune.data_dir) if stage == "finetune" and cfg.finetune.data_dir else p["shards"]
+    _connect(args, cfg)
+    ft = replace(cfg.finetune, **{k: local_path(v) for k in ("train_file", "val_file", "test_file")
+                                  if (v := getattr(cfg.finetune, k))})  # the task may run on another node
+    report, files = run_on_ray(cfg.eval, ft, ck, data_dir, cfg.seed, cfg.cluster.local_dir)
+    with _writing(p["eval"]) as d:
+        for name, data in files.items():
+            (d / name).parent.mkdir(parents=True, exist_ok=True)
+            (d / name).write_bytes(data)
+    report_md = storage.join(p["eval"], "report.md")
+    if report.get("task") == "classify":
         t = report["test"]
         print(f"[raylm] eval of classifier {ck} on {t['file']}: accuracy {t['accuracy']:.4f}, macro F1 "
               f"{t['macro_f1']:.4f} ({t['n']:,} examples)")
-        print(f"[raylm] report: {p['eval'] / 'report.md'} (per-class precision / recall / F1, confusion matrix)")
+        print(f"[raylm] report: {report_md} (per-class precision / recall / F1, confusion matrix)")
         return report
-    stage = "finetune" if (p["finetune"] / "result.json").is_file() else "train"
-    data_dir = cfg.finetune.data_dir if stage == "finetune" and cfg.finetune.data_dir else str(p["shards"])
-    report = lm.run(cfg.eval, str(ck), data_dir, p["eval"], cfg.seed)
     r = report["lm"]
     print(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
           f"{r['bits_per_byte']:.3f} bits per byte ({r['tokens_scored']:,} tokens)")
-    print(f"[raylm] report: {p['eval'] / 'report.md'} (samples included)")
+    print(f"[raylm] report: {report_md} (samples included)")
     return report
 
 
@@ -265,7 +306,8 @@ def generate(args) -> None:
         raise ValueError("give exactly one of --prompt TEXT, --prompts FILE, --interactive")
     cfg = load(args)
     p = _paths(cfg)
-    ck = _local_checkpoint(args.checkpoint or _newest(cfg, language_model=True), p["out"] / "generate" / "checkpoint")
+    ck = _local_checkpoint(local_path(args.checkpoint) if args.checkpoint else _newest(cfg, language_model=True),
+                           _scratch(cfg, "generate", "checkpoint"))
     if _is_classifier(str(ck)):
         raise ValueError(f"{ck} is a classifier: raylm generate needs a language-model checkpoint")
     e = cfg.eval
@@ -283,8 +325,9 @@ def generate(args) -> None:
         r = gen.complete(args.prompt, on_text=lambda piece: print(piece, end="", flush=True))
         print(f"\n[withheld: {r['withheld']}]" if r["withheld"] else "")
     elif args.prompts:
-        out = Path(args.output) if args.output else p["out"] / "generate" / "completions.jsonl"
-        n = run_file(gen, read_prompts(args.prompts), out)
+        out = local_path(args.output) if args.output else storage.join(p["out"], "generate", "completions.jsonl")
+        with _writing(out.rsplit("/", 1)[0] if storage.is_remote(out) else str(Path(out).parent)) as d:
+            n = run_file(gen, read_prompts(args.prompts), d / Path(out.split("?", 1)[0]).name)
         print(f"[raylm] generate: {n['written']} completions ({n['errors']} prompts refused, {n['withheld']} "
               f"withheld) in {out}")
     else:
@@ -298,18 +341,21 @@ def export(args) -> None:
     from raylm.train.finetune import load_classifier
 
     cfg = load(args)
-    ck = _local_checkpoint(args.checkpoint or _newest(cfg), _paths(cfg)["out"] / "export" / "checkpoint")
+    ck = _local_checkpoint(local_path(args.checkpoint) if args.checkpoint else _newest(cfg),
+                           _scratch(cfg, "export", "checkpoint"))
     tokenizer = _tokenizer_of(ck, cfg)
-    if _is_classifier(str(ck)):
-        model, meta = load_classifier(ck)
-        out = export_classifier(model, meta, tokenizer, args.export_out)
-        kind = "GPT2ForSequenceClassification"
-    else:
-        e = cfg.eval
-        out = export_lm(load_model(ck).eval(), tokenizer, args.export_out,
-                        {"do_sample": e.temperature > 0, "temperature": e.temperature or 1.0,
-                         "top_k": e.top_k, "top_p": e.top_p, "max_new_tokens": e.sample_tokens})
-        kind = "GPT2LMHeadModel"
+    out = local_path(args.export_out)
+    kind = "GPT2ForSequenceClassification" if _is_classifier(str(ck)) else "GPT2LMHeadModel"
+    with _writing(out) as d:
+        target = d if storage.is_remote(out) else Path(out)
+        if kind == "GPT2ForSequenceClassification":
+            model, meta = load_classifier(ck)
+            export_classifier(model, meta, tokenizer, target)
+        else:
+            e = cfg.eval
+            export_lm(load_model(ck).eval(), tokenizer, target,
+                      {"do_sample": e.temperature > 0, "temperature": e.temperature or 1.0,
+                       "top_k": e.top_k, "top_p": e.top_p, "max_new_tokens": e.sample_tokens})
     print(f"[raylm] exported {ck} as {kind} to {out}: transformers.AutoModel*.from_pretrained({str(out)!r}) "
           f"and AutoTokenizer.from_pretrained({str(out)!r}) load it")
 
@@ -323,9 +369,10 @@ def rate(args) -> dict:
     if not h.sheets:
         raise ValueError("eval.human.sheets is empty: list the filled rating sheets (CSV) to read")
     out = _paths(cfg)["eval"]
-    s = human.report(h.sheets, h.key, out)
+    with _writing(out) as d:
+        s = human.report(h.sheets, h.key, d)
     print(human.summary_markdown(s))
-    print(f"[raylm] human evaluation report: {out / 'human_report.md'}")
+    print(f"[raylm] human evaluation report: {storage.join(out, 'human_report.md')}")
     return s
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from raylm import atomic
+from raylm import atomic, storage
 from raylm.config import to_dict
 
 RECORD = "fingerprint.json"
@@ -70,30 +70,41 @@ def record_of(cfg, stage: str, inputs: dict[str, str] | None = None) -> dict:
     return {"stage": stage, "config": keys, "inputs": dict(inputs or {})}
 
 
-def _previous(stage_dir: Path, stage: str) -> dict | None:
+def _previous(stage_dir: str, stage: str) -> dict | None:
     """The record the folder's output was written with; None when it holds no output."""
-    p = stage_dir / RECORD
-    if p.is_file():
-        return json.loads(p.read_text())
-    if not stage_dir.is_dir() or all(c.name in NOT_OUTPUT or atomic.is_temp(c.name) for c in stage_dir.iterdir()):
+    p = storage.join(stage_dir, RECORD)
+    if storage.is_file(p):
+        return json.loads(storage.read_text(p))
+    if all(name in NOT_OUTPUT or atomic.is_temp(name) for name in storage.listdir(stage_dir)):
         return None
-    saved = stage_dir / "config.yaml"
-    if not saved.is_file():
+    saved = storage.join(stage_dir, "config.yaml")
+    if not storage.is_file(saved):
         return {"stage": stage, "config": {}, "inputs": {}, "unknown": True}
-    raw = yaml.safe_load(saved.read_text()) or {}
+    raw = yaml.safe_load(storage.read_text(saved)) or {}
     keys = {k: v for s in SECTIONS[stage] if s in raw for k, v in flatten({s: raw[s]}).items()
             if not _is_runtime(k)}
     return {"stage": stage, "config": keys, "inputs": {}, "legacy": True}
 
 
+def _defaults(stage: str) -> dict:
+    """The config keys of a default RootConfig, as a stage records them."""
+    from raylm.root import RootConfig
+
+    return record_of(RootConfig(), stage)["config"]
+
+
 def differences(old: dict, new: dict) -> list[str]:
-    """'key: old -> new' for every key that changed (inputs included)."""
+    """'key: old -> new' for every key that changed (inputs included). A key only one side has
+    (a field a newer or older raylm added or dropped) counts when its value is not the default."""
     out = []
+    defaults = _defaults(new["stage"])
     for part in ("config", "inputs"):
         a, b = old.get(part, {}), new.get(part, {})
         if part == "inputs" and old.get("legacy"):
             continue  # an older raylm recorded no input fingerprints
         for k in sorted(set(a) | set(b)):
+            if part == "config" and (k in a) != (k in b) and (a | b)[k] == defaults.get(k, (a | b)[k]):
+                continue
             if a.get(k, "<unset>") != b.get(k, "<unset>"):
                 out.append(f"{k}: {_short(a.get(k, '<unset>'))} -> {_short(b.get(k, '<unset>'))}")
     return out
@@ -110,7 +121,7 @@ def claim(stage_dir: str | Path, record: dict, *, overwrite: bool = False) -> No
     Raises FileExistsError (one line, exit 2) when the folder holds output written with other
     config keys or inputs; with `overwrite` the old folder is removed first (moved aside in one
     rename, then deleted), so nothing of it is mixed into the new output."""
-    stage_dir = Path(stage_dir)
+    stage_dir = storage.location(stage_dir)
     old = _previous(stage_dir, record["stage"])
     if old is not None and overwrite:
         remove(stage_dir)
@@ -121,12 +132,17 @@ def claim(stage_dir: str | Path, record: dict, *, overwrite: bool = False) -> No
             raise FileExistsError(
                 f"{stage_dir} holds {record['stage']} output of another config ({shown}): rerun with "
                 f"--overwrite to replace it, or set another out")
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(stage_dir / RECORD, json.dumps(record, indent=2, default=str))
+    storage.makedirs(stage_dir)
+    atomic.write_text(storage.join(stage_dir, RECORD), json.dumps(record, indent=2, default=str))
 
 
 def remove(path: str | Path) -> None:
-    """Delete a folder so that no reader sees half of it: one rename to a temp, then the delete."""
+    """Delete a folder so that no reader sees half of it: one rename to a temp, then the delete.
+    An object store has no rename: its objects are deleted one by one (the stage's record, which
+    the next run writes first, tells a half-deleted folder from a finished one)."""
+    if storage.is_remote(storage.location(path)):
+        storage.delete(storage.location(path))
+        return
     path = Path(path)
     if not path.exists():
         return
@@ -152,7 +168,10 @@ def lock(out: str | Path, command: str) -> None:
 
     `<out>/.lock` is flock()ed (the kernel drops it when the holder dies, so a stale lock from a
     killed run is simply taken over) and names its holder (host, PID, start time, command) for
-    the refusal message. On file systems without flock (some network mounts) it locks nothing."""
+    the refusal message. On file systems without flock (some network mounts), and for an `out`
+    on an object store (no locks there), it locks nothing."""
+    if storage.is_remote(storage.location(out)):
+        return
     out = Path(out)
     key = str(out.resolve())
     if key in _held:

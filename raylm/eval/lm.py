@@ -33,7 +33,11 @@ class EvalConfig:
     stride: int = 0                # sliding-window stride in tokens; 0 = block_size (no overlap)
     max_tokens: int = 0            # score at most this many tokens; 0 = the whole split
     batch_size: int = 32           # windows per forward pass
-    threads: int = 0               # torch threads; 0 = torch's default
+    threads: int = 0               # torch threads; 0 = eval.cpus
+    cpus: float = 1                # CPUs the evaluation task reserves (it runs as a Ray task)
+    use_gpu: bool = False          # the task takes a GPU (and runs the model there)
+    resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources, e.g. {trainer: 1}
+    label_selector: dict[str, str] = field(default_factory=dict)  # node labels the task needs
     samples: int = 3               # generated samples written to the report
     sample_tokens: int = 200       # tokens per sample
     prompts: list[str] = field(default_factory=lambda: [""])  # cycled over samples; "" = start from EOS
@@ -46,6 +50,9 @@ class EvalConfig:
     def __post_init__(self):
         if self.stride < 0 or self.max_tokens < 0 or self.batch_size < 1 or self.samples < 0:
             raise ValueError("stride, max_tokens, samples must be >= 0 and batch_size >= 1")
+        if self.cpus <= 0 or set(self.resources) & {"CPU", "GPU"}:
+            raise ValueError("eval.cpus must be > 0; set CPUs with eval.cpus and a GPU with eval.use_gpu, "
+                             "not in eval.resources")
         if not 0 < self.top_p <= 1 or self.temperature < 0:
             raise ValueError("top_p must be in (0, 1] and temperature >= 0")
 
@@ -67,6 +74,7 @@ def sliding_window_nll(model, tokens: np.ndarray, block_size: int, stride: int, 
             break
         rows = [s for s in chunk if s + L + 1 <= n]
         win = torch.from_numpy(np.stack([np.asarray(tokens[s: s + L + 1], dtype=np.int64) for s in rows]))
+        win = win.to(next(model.parameters()).device)
         logits, _ = model(win[:, :-1])
         nll = F.cross_entropy(logits.float().transpose(1, 2), win[:, 1:], reduction="none")  # (B, L)
         for i, s in enumerate(rows):
@@ -100,27 +108,33 @@ def generate_samples(model, tokenizer_path: str, eos_id: int, cfg: EvalConfig, s
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer_path)
-    gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
     out = []
     for i in range(cfg.samples):
         prompt = cfg.prompts[i % len(cfg.prompts)] if cfg.prompts else ""
         ids = tok.encode(prompt, add_special_tokens=False).ids if prompt else [eos_id]
-        x = torch.tensor([ids[-model.cfg.block_size:]], dtype=torch.long)
+        x = torch.tensor([ids[-model.cfg.block_size:]], dtype=torch.long, device=device)
         y = model.generate(x, cfg.sample_tokens, temperature=cfg.temperature, top_k=cfg.top_k or None,
                            top_p=cfg.top_p, generator=gen)
         out.append({"prompt": prompt, "text": tok.decode(y[0, len(ids):].tolist(), skip_special_tokens=False)})
     return out
 
 
-def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: int = 1337) -> dict:
-    """Evaluate `checkpoint` on `data_dir`; write <out>/report.json and report.md."""
+def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: int = 1337,
+        device: str = "cpu", source: str | None = None, data_source: str | None = None) -> dict:
+    """Evaluate `checkpoint` on `data_dir` (local) on `device`; write <out>/report.json and
+    report.md (a local folder: raylm/eval/task.py returns its files to the driver). `source`:
+    where the checkpoint lives, for the report, when `checkpoint` is a local copy (`data_source`
+    likewise for `data_dir`)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    model = ckpt.load_model(checkpoint).eval()
+    model = ckpt.load_model(checkpoint, device).eval()
     m = read_manifest(data_dir)
     model.cfg.with_vocab(m["vocab_size"], f"the tokenizer of {data_dir} (checkpoint {checkpoint})")
-    report = {"checkpoint": str(checkpoint), "data_dir": str(data_dir), "lm": evaluate_split(model, data_dir, cfg)}
+    report = {"checkpoint": source or str(checkpoint), "data_dir": data_source or str(data_dir),
+              "lm": evaluate_split(model, data_dir, cfg)}
     samples = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
     report["samples"], report["safeguard"] = safeguard.apply(samples, cfg.safeguard)
     report["seconds"] = round(time.time() - t0, 2)

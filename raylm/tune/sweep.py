@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from raylm import atomic, outputs, storage
 from raylm import config as C
-from raylm import outputs
 from raylm.tune.config import Param, apply_values, parse_space
 from raylm.tune.report import best_trial, write_report
 
@@ -159,7 +160,7 @@ def _free_stopped_trials_callback():
     return FreeStoppedTrials()
 
 
-def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str, metric: str) -> None:
+def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, store: str, metric: str) -> None:
     """One trial: sampled values -> strict RootConfig -> a Ray Train run reporting to Tune."""
     from ray import tune
 
@@ -169,33 +170,35 @@ def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, storage: str,
 
     trial_id = tune.get_context().get_trial_id()
     cfg = apply_values(base, {k: plain(v) for k, v in config.items()})
-    trial_out = Path(tune_dir) / "trials" / trial_id
-    C.save(cfg, trial_out / "config.yaml")
-    run = LMRun(model=cfg.model, train=cfg.train, data_dir=data_dir, out=str(trial_out), seed=cfg.seed,
-                tb_dir=str(Path(tune_dir) / "tb" / trial_id))
+    trial_out = storage.join(tune_dir, "trials", trial_id)
+    C.save(cfg, storage.join(trial_out, "config.yaml"))
+    run = LMRun(model=cfg.model, train=cfg.train, data_dir=data_dir, out=trial_out, seed=cfg.seed,
+                tb_dir=storage.join(tune_dir, "tb", trial_id), scratch=cfg.cluster.local_dir)
     # A distinct storage path per trial (trial ids are stable across --resume, so an interrupted
     # trial continues from its newest Train checkpoint). Train gives a worker group 60 s to start,
     # then retries without end; on a busy node a fresh worker (Python + torch imports) can take
     # longer than that every time.
-    launch(train_worker, run, cfg.train, storage_path=f"{storage}/trials/{trial_id}", name=RUN_NAME,
+    launch(train_worker, run, cfg.train, storage_path=storage.join(store, "trials", trial_id), name=RUN_NAME,
            callbacks=_train_callbacks(metric), start_timeout_s=WORKER_START_TIMEOUT_S)
 
 
-def ensure_shards(cfg, out: Path) -> Path:
+def ensure_shards(cfg, out: str) -> str:
     """The base run's shards (train.data_dir or <out>/data/shards); built by the data step if absent."""
+    from raylm.train.trainer import local_path
+
     if cfg.train.data_dir:
-        shards = Path(cfg.train.data_dir).resolve()
-        if not (shards / "manifest.json").is_file():
+        shards = local_path(cfg.train.data_dir)
+        if not storage.is_file(storage.join(shards, "manifest.json")):
             raise FileNotFoundError(f"train.data_dir={shards} has no manifest.json: run `raylm data` first")
         return shards
-    shards = out / "data" / "shards"
-    if not (shards / "manifest.json").is_file():
+    shards = storage.join(out, "data", "shards")
+    if not storage.is_file(storage.join(shards, "manifest.json")):
         from raylm.data import pipeline
 
         print(f"[raylm] tune: no shards at {shards}; running the data step first", flush=True)
-        outputs.claim(out / "data", outputs.record_of(cfg, "data"))
-        C.save(cfg, out / "data" / "config.yaml")
-        pipeline.run(cfg.data, out / "data", cfg.seed)
+        outputs.claim(storage.join(out, "data"), outputs.record_of(cfg, "data"))
+        C.save(cfg, storage.join(out, "data", "config.yaml"))
+        pipeline.run(cfg.data, storage.join(out, "data"), cfg.seed)
     return shards
 
 
@@ -241,16 +244,18 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         raise ValueError("tune needs train.num_workers >= 1: each trial is a Ray Train run")
     base = C.to_dict(cfg)
     params = parse_space(tc.space, base)
-    out = Path(cfg.out).resolve()
-    tune_dir = out / "tune"
-    storage = storage_root(cfg.cluster.storage_path, out, "tune")
-    exp_path = f"{storage}/{tc.name}"
-    sweep_dir = tune_dir / tc.name  # this sweep's own files (Tune's experiment folder when storage is local)
+    from raylm.train.trainer import local_path
+
+    out = local_path(cfg.out)
+    tune_dir = storage.join(out, "tune")
+    store = storage_root(cfg.cluster.storage_path, out, "tune")
+    exp_path = storage.join(store, tc.name)
+    sweep_dir = storage.join(tune_dir, tc.name)  # this sweep's files (Tune's experiment folder by default)
     if resume and overwrite:
         raise ValueError("--resume continues a sweep and --overwrite deletes it: choose one")
     if overwrite:
         outputs.remove(sweep_dir)
-    if not resume and Path(exp_path).exists() and "://" not in exp_path:
+    if not resume and storage.exists(exp_path):
         raise FileExistsError(f"{exp_path} exists: continue it with --resume, replace it with --overwrite, or "
                               f"set tune.name (--set tune.name=...) for a new sweep")
     connect(cfg.cluster, address)
@@ -261,8 +266,7 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         read_manifest(shards))}))
 
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base, data_dir=str(shards), tune_dir=str(tune_dir), storage=storage,
-                             metric=tc.metric),
+        tune.with_parameters(_trial, base=base, data_dir=shards, tune_dir=tune_dir, store=store, metric=tc.metric),
         TRIAL_DRIVER_RESOURCES)
     if resume:
         if not tune.Tuner.can_restore(exp_path):
@@ -282,11 +286,11 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
                 metric=tc.metric, mode=tc.mode, num_samples=tc.num_samples,
                 scheduler=build_scheduler(tc, t.max_steps, t.eval_interval),
                 search_alg=build_searcher(tc, cfg.seed if tc.seed is None else tc.seed, concurrency)),
-            run_config=tune.RunConfig(name=tc.name, storage_path=storage,
+            run_config=tune.RunConfig(name=tc.name, storage_path=store,
                                       failure_config=tune.FailureConfig(max_failures=0),
                                       callbacks=[_free_stopped_trials_callback()]),
         )
-    C.save(cfg, sweep_dir / "config.yaml")  # after the "exists" check above: saving creates the folder
+    C.save(cfg, storage.join(sweep_dir, "config.yaml"))  # after the "exists" check: saving creates the folder
     results = tuner.fit()
     records = collect(results, params, tc.metric)
     max_t = tc.max_t or t.max_steps
@@ -297,13 +301,17 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         # A fresh output folder on the sweep's shards, so `raylm train best.yaml` neither resumes
         # the base run's checkpoints nor rebuilds the data.
         best_cfg.out = f"{cfg.out.rstrip('/')}/tune/{tc.name}/best"
-        best_cfg.train.data_dir = str(shards)
-        out_cfg["best_config"] = str(C.save(best_cfg, sweep_dir / "best.yaml"))
-    report = write_report(records, sweep_dir, tc.metric, tc.mode, max_t, best)
-    (sweep_dir / "trials.json").write_text(json.dumps(records, indent=2))
+        best_cfg.train.data_dir = shards
+        out_cfg["best_config"] = str(C.save(best_cfg, storage.join(sweep_dir, "best.yaml")))
+    with tempfile.TemporaryDirectory(prefix="raylm-sweep-") as d:  # written here, then copied to the sweep
+        write_report(records, Path(d), tc.metric, tc.mode, max_t, best)
+        (Path(d) / "trials.json").write_text(json.dumps(records, indent=2))
+        for f in sorted(Path(d).iterdir()):
+            atomic.write_bytes(storage.join(sweep_dir, f.name), f.read_bytes())
+    report = storage.join(sweep_dir, "report.md")
     if best is not None:
         final = best["history"][-1]
         print(f"[raylm] tune done: best trial {best['trial_id']} {tc.metric} {final[tc.metric]:.4f} at step "
               f"{final['step']} with {best['params']}; config {out_cfg['best_config']}", flush=True)
-    print(f"[raylm] report: {report}; TensorBoard: tensorboard --logdir {tune_dir / 'tb'}", flush=True)
+    print(f"[raylm] report: {report}; TensorBoard: tensorboard --logdir {storage.join(tune_dir, 'tb')}", flush=True)
     return {"best": best, "trials": records, "report": str(report), **out_cfg}

@@ -83,6 +83,14 @@ def test_every_launch_is_placed_by_labels_and_resources_and_keeps_the_best(tmp_p
         # a Tune trial, placed by the label
         res = sweep.run(tune_cfg)
         assert _train_worker_nodes() == {train_node}
+        # evaluation is a Ray task placed the same way (eval.resources / eval.label_selector)
+        from raylm.eval.lm import EvalConfig
+        from raylm.eval.task import run_on_ray
+
+        ck = json.loads((tmp_path / "pre" / "result.json").read_text())["checkpoint"]
+        for placed in ({"resources": {"trainer": 0.5}}, {"label_selector": {"raylm-role": "train"}}):
+            report, files = run_on_ray(EvalConfig(max_tokens=500, samples=0, **placed), ft, ck, str(tiny_shards), 1)
+            assert report["ray_node_id"] == train_node and "report.json" in files
 
     _assert_best_and_newest(_kept(tmp_path / "pre" / "run"), _val_losses(tmp_path / "pre" / "metrics.jsonl"))
     (trial,) = res["trials"]

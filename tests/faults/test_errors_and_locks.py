@@ -93,10 +93,10 @@ def test_bad_input_fails_before_ray_with_one_line(capsys, tmp_path, override, me
     assert ray.is_initialized() == ray_before  # failed before connecting
 
 
-def test_unreachable_cluster_address_fails_in_seconds():
+def test_unreachable_cluster_address_fails_in_seconds(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "raylm", "data", "configs/tiny.yaml", "--set", f"out={REPO}/runs/x",
+    p = subprocess.run([sys.executable, "-m", "raylm", "data", "configs/tiny.yaml", "--set", f"out={tmp_path / 'x'}",
                         "--address", "127.0.0.1:1"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=120)
     err = [ln for ln in p.stderr.splitlines() if ln.strip()]
@@ -152,6 +152,17 @@ def test_claim_names_changed_keys_and_overwrite_clears(tmp_path):
     outputs.claim(stage, _record("data.tokenizer.vocab_size=700"), overwrite=True)
     assert not (stage / "shards").exists()
     assert json.loads((stage / "fingerprint.json").read_text())["config"]["data.tokenizer.vocab_size"] == 700
+
+
+def test_a_field_added_by_a_newer_raylm_does_not_refuse_old_output(tmp_path):
+    stage = tmp_path / "data"
+    old = _record()
+    del old["config"]["data.split.val_fraction"]  # as if an older raylm had no such field
+    outputs.claim(stage, old)
+    (stage / "stats.json").write_text("{}")
+    outputs.claim(stage, _record())  # the field at its default: the same output
+    with pytest.raises(FileExistsError, match=r"data.split.val_fraction: 0.1 -> 0.3"):  # recorded now
+        outputs.claim(stage, _record("data.split.val_fraction=0.3"))
 
 
 def test_claim_lets_runtime_keys_change_and_checks_inputs(tmp_path):
