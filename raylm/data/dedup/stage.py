@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raylm import atomic, storage
-from raylm.data import schema
+from raylm.data import blocks, schema
 from raylm.data.dedup import exact
 from raylm.data.dedup.lsh import EDGE_SCHEMA, LSHConfig
 from raylm.data.dedup.minhash import MinHashConfig, signatures, string_hashes
@@ -67,7 +67,8 @@ class DedupConfig:
     score_column: str = ""              # column read by survivor="score" (higher is better)
     lowercase: bool = True              # exact text key: lowercase first
     collapse_whitespace: bool = True    # exact text key: whitespace runs -> one space
-    num_partitions: int = 32            # partitions of every shuffle (keys, buckets, edges, joins)
+    num_partitions: int = 32            # partitions of every shuffle (keys, buckets, edges, joins): at
+                                        # most this many, fewer for small inputs (data/blocks.py)
     max_rounds: int = 64                # connected-components rounds before giving up
     workdir: str = ""                   # step outputs (shared filesystem); "" = <data out>/dedup in a
                                         # pipeline run; relative = under <data out>, as crawl.work_dir
@@ -282,15 +283,17 @@ def run(ds, cfg: DedupConfig, ctx: StageContext | None = None):
     atomic.sweep(workdir)  # step temps of a killed run (one run per workdir: none is live)
     if cfg.previous:
         incremental.check_previous(cfg.previous, dataclasses.asdict(cfg.minhash), cfg.survivor)
-    p, rule = cfg.num_partitions, cfg.survivor
     # The steps read the documents up to four times (exact keys, signatures, verification,
     # marking): materialise once so upstream stages are not recomputed (spills to disk if big).
-    ds = ds.materialize()
+    # Then no more blocks, and no more shuffle partitions, than the size needs (blocks.py): every
+    # block is a task in each of the steps' shuffles and joins.
+    ds = blocks.coalesce(ds.materialize())
+    p, rule = blocks.partitions(cfg.num_partitions, ds.size_bytes() or 0), cfg.survivor
     summary: dict = {}
     reason_sets = []
 
     if cfg.exact or cfg.url:
-        ecfg = cfg.exact_config()
+        ecfg = dataclasses.replace(cfg.exact_config(), num_partitions=p)
         exact_dups = _step(workdir, "exact_dups", exact.REASONS_SCHEMA,
                            lambda: exact.duplicates(ds, ecfg), summary)
         reason_sets.append(exact_dups)

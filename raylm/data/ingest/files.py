@@ -199,8 +199,12 @@ def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Ta
 
 
 def run(cfg: FilesConfig):
-    """All files -> a Ray Dataset of documents, one read task per file."""
+    """All files -> a Ray Dataset of documents; a read task takes one file at a time, and files
+    are grouped into tasks by `blocks.read_tasks` (a corpus of many small files is not a task
+    and a block per file)."""
     import ray
+
+    from raylm.data import blocks
 
     files = expand(cfg.paths)
 
@@ -209,5 +213,6 @@ def run(cfg: FilesConfig):
         return conform(pa.concat_tables(tables)) if tables else make_docs([])
 
     items = [{"uri": u, "name": n} for u, n in files]
-    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+    n = blocks.read_tasks(len(items), blocks.cluster_cpus())
+    return ray.data.from_items(items, override_num_blocks=n).map_batches(
         read_batch, batch_format="pyarrow", batch_size=1, num_cpus=0.5)

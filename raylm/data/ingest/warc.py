@@ -204,10 +204,14 @@ def _read_batch(batch: pa.Table, cfg: WarcConfig) -> Iterator[pa.Table]:
 
 
 def run(cfg: WarcConfig):
-    """All records of cfg.paths as a ray.data.Dataset in the document schema, one task per file."""
+    """All records of cfg.paths as a ray.data.Dataset in the document schema; one file at a time,
+    files grouped into read tasks by `blocks.read_tasks`."""
     import ray
 
+    from raylm.data import blocks
+
     files = expand(cfg.paths)
-    ds = ray.data.from_items([{"path": p, "name": n} for p, n in files], override_num_blocks=len(files))
+    ds = ray.data.from_items([{"path": p, "name": n} for p, n in files],
+                             override_num_blocks=blocks.read_tasks(len(files), blocks.cluster_cpus()))
     return ds.map_batches(_read_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow",
                           num_cpus=cfg.num_cpus)
