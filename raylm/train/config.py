@@ -55,6 +55,8 @@ class TrainConfig:
     num_workers: int = 1          # Ray Train workers; 0 = run in this process without Ray
     cpus_per_worker: int = 1      # CPUs reserved per worker; torch threads are set to match
     use_gpu: bool = False         # one GPU per worker (NCCL), else CPU (gloo)
+    gpus_per_worker: float = 1.0  # with use_gpu: GPUs a worker reserves; a fraction (one worker only)
+                                  # shares a GPU, as tune.gpus_per_trial does for small trials
     resources: dict[str, float] = field(default_factory=dict)  # extra Ray resources per worker, e.g. {trainer: 1}
     label_selector: dict[str, str] = field(default_factory=dict)  # node labels a worker needs, e.g. {raylm-role: train}
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # replicate (DDP) or shard (FSDP2 fully_shard) over workers
@@ -70,6 +72,12 @@ class TrainConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.num_workers < 0 or self.keep_checkpoints < 0 or self.eval_batches < 0:
             raise ValueError("num_workers, keep_checkpoints and eval_batches must be >= 0")
+        g = self.gpus_per_worker
+        if not (0 < g <= 1 or float(g).is_integer()):
+            raise ValueError(f"train.gpus_per_worker must be a fraction in (0, 1] or a whole number, got {g}")
+        if g < 1 and self.num_workers > 1:
+            raise ValueError(f"train.gpus_per_worker {g} with {self.num_workers} workers: NCCL cannot run two "
+                             "ranks of one job on one GPU; use one worker, or whole GPUs")
         if set(self.resources) & {"CPU", "GPU"}:
             raise ValueError("train.resources: set CPUs with train.cpus_per_worker and GPUs with train.use_gpu")
         if any(v < 0 for v in self.resources.values()):

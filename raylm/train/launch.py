@@ -108,8 +108,9 @@ def prune_orphans(run_dir: str) -> list[str]:
 
 
 def worker_resources(cfg: TrainConfig) -> dict[str, float]:
-    """Ray resources one worker reserves: its CPUs, a GPU when use_gpu, and train.resources."""
-    return {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {}), **cfg.resources}
+    """Ray resources one worker reserves: its CPUs, `gpus_per_worker` GPUs when use_gpu (a fraction
+    shares one), and train.resources."""
+    return {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {}), **cfg.resources}
 
 
 def launch(worker: Callable, args: Any, cfg: TrainConfig, *, storage_path: str, name: str,

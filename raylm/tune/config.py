@@ -40,12 +40,16 @@ class TuneConfig:
     max_t: int = 0                # steps; the last rung (asha/hyperband); 0 = train.max_steps
     searcher: Literal["random", "optuna"] = "random"  # random also expands grid axes; optuna = TPE
     max_concurrent_trials: int = 0  # 0 = cluster CPUs // (num_workers * cpus_per_worker) (GPUs likewise)
+    gpus_per_trial: float = 0.0   # GPUs one trial reserves (train.use_gpu), e.g. 0.25: four small trials
+                                  # share a GPU (one worker per trial); 0 = train.gpus_per_worker each
     name: str = "sweep"           # experiment folder under <out>/tune (or cluster.storage_path)
     seed: int | None = None       # searcher seed; None = the root seed
 
     def __post_init__(self):
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"tune.gpus_per_trial must be >= 0, got {self.gpus_per_trial}")
         if self.grace_period < 0 or self.max_t < 0 or self.max_concurrent_trials < 0:
             raise ValueError("grace_period, max_t and max_concurrent_trials must be >= 0")
         if self.reduction_factor <= 1:

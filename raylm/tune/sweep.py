@@ -23,6 +23,8 @@ per sweep, beside Tune's experiment in `<name>/`: the resolved `config.yaml`, `r
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import tempfile
@@ -160,7 +162,19 @@ def _free_stopped_trials_callback():
     return FreeStoppedTrials()
 
 
-def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, store: str, metric: str) -> None:
+def trial_train(t, gpus_per_trial: float):
+    """The train config a trial runs with: tune.gpus_per_trial split over its workers (checked by
+    TrainConfig: a fraction of a GPU needs one worker). The base config, and so best.yaml, keep
+    train.gpus_per_worker as written."""
+    if not gpus_per_trial:
+        return t
+    if not t.use_gpu:
+        raise ValueError(f"tune.gpus_per_trial is {gpus_per_trial} but train.use_gpu is false")
+    return dataclasses.replace(t, gpus_per_worker=gpus_per_trial / t.num_workers)
+
+
+def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, store: str, metric: str,
+           gpus_per_trial: float = 0.0) -> None:
     """One trial: sampled values -> strict RootConfig -> a Ray Train run reporting to Tune."""
     from ray import tune
 
@@ -170,6 +184,7 @@ def _trial(config: dict, base: dict, data_dir: str, tune_dir: str, store: str, m
 
     trial_id = tune.get_context().get_trial_id()
     cfg = apply_values(base, {k: plain(v) for k, v in config.items()})
+    cfg.train = trial_train(cfg.train, gpus_per_trial)
     trial_out = storage.join(tune_dir, "trials", trial_id)
     C.save(cfg, storage.join(trial_out, "config.yaml"))
     run = LMRun(model=cfg.model, train=cfg.train, data_dir=data_dir, out=trial_out, seed=cfg.seed,
@@ -239,9 +254,10 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
     from raylm.cluster import connect
     from raylm.train.launch import storage_root
 
-    tc, t = cfg.tune, cfg.train
-    if t.num_workers < 1:
+    tc = cfg.tune
+    if cfg.train.num_workers < 1:
         raise ValueError("tune needs train.num_workers >= 1: each trial is a Ray Train run")
+    t = trial_train(cfg.train, tc.gpus_per_trial)  # what one trial reserves
     base = C.to_dict(cfg)
     params = parse_space(tc.space, base)
     from raylm.train.trainer import local_path
@@ -266,7 +282,8 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         read_manifest(shards))}))
 
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=base, data_dir=shards, tune_dir=tune_dir, store=store, metric=tc.metric),
+        tune.with_parameters(_trial, base=base, data_dir=shards, tune_dir=tune_dir, store=store, metric=tc.metric,
+                             gpus_per_trial=tc.gpus_per_trial),
         TRIAL_DRIVER_RESOURCES)
     if resume:
         if not tune.Tuner.can_restore(exp_path):
@@ -277,7 +294,8 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
     else:
         concurrency = tc.max_concurrent_trials or default_concurrency(t, ray.cluster_resources())
         print(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
-              f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU each)",
+              f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU"
+              f"{f' + {t.gpus_per_worker:g} GPU' if t.use_gpu else ''} each)",
               flush=True)
         tuner = tune.Tuner(
             trainable,

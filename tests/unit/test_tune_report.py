@@ -84,6 +84,29 @@ def test_domains_and_schedulers_without_a_cluster():
     assert type(plain(np.int64(3))) is int and plain([1]) == [1]
 
 
+def test_gpus_per_trial_shares_a_gpu_between_trials():
+    from raylm.train.config import TrainConfig
+    from raylm.train.launch import worker_resources
+    from raylm.tune.sweep import default_concurrency, trial_train
+
+    one = TrainConfig(num_workers=1, use_gpu=True)
+    quarter = trial_train(one, 0.25)
+    assert worker_resources(quarter) == {"CPU": 1, "GPU": 0.25}
+    assert default_concurrency(quarter, {"CPU": 8.0, "GPU": 1.0}) == 4  # four trials on one GPU
+    assert default_concurrency(quarter, {"CPU": 2.0, "GPU": 1.0}) == 2  # CPUs bound it too
+    assert trial_train(one, 0) is one and worker_resources(one)["GPU"] == 1
+    two = trial_train(TrainConfig(num_workers=2, use_gpu=True), 4)  # whole GPUs split over workers
+    assert worker_resources(two)["GPU"] == 2
+    with pytest.raises(ValueError, match="use_gpu is false"):
+        trial_train(TrainConfig(num_workers=1), 0.5)
+    with pytest.raises(ValueError, match="NCCL cannot run two ranks"):
+        trial_train(TrainConfig(num_workers=2, use_gpu=True), 1)
+    with pytest.raises(ValueError, match="gpus_per_worker must be a fraction"):
+        TrainConfig(use_gpu=True, gpus_per_worker=1.5)
+    with pytest.raises(ValueError, match="gpus_per_trial must be >= 0"):
+        TuneConfig(gpus_per_trial=-1)
+
+
 def test_searchers_carry_the_concurrency_limit():
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
