@@ -138,7 +138,8 @@ def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int) -
     tok_json = tok.to_str()
     atomic.write_text(storage.join(out_dir, TOKENIZER), tok_json)
     enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, INDEX_COLUMNS), batch_format="pyarrow",
-                           concurrency=(1, max(1, int(ray.available_resources().get("CPU", 1)))),
+                           compute=ray.data.ActorPoolStrategy(
+                               min_size=1, max_size=max(1, int(ray.available_resources().get("CPU", 1)))),
                            num_cpus=0.5).materialize()
     tokens: dict[str, int] = {}
     for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
