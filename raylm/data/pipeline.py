@@ -183,6 +183,8 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
             raise PermissionError(f"{key}: {uri} is not readable")
 
     ing = cfg.ingest
+    if ing.files.paths:
+        files.check_unknown(ing.files)  # files the extension does not type: an error unless skipped
     for key, paths, expand in (("data.ingest.files.paths", ing.files.paths, files.expand_paths),
                                ("data.ingest.warc.paths", ing.warc.paths, warc.expand_paths)):
         for uri in expand(paths) if paths else []:  # listed, so they exist
@@ -223,6 +225,9 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
     for d in (out, shard_dir):
         atomic.sweep(d)
     t0 = time.time()
+    if not set(plan(cfg.steps)) - {"split", "augment"}:
+        print("[raylm] data.steps lists no cleaning stage: documents are tokenized as ingested (no extraction, "
+              "normalisation, quality, PII or dedup)", flush=True)
 
     # 1. Ingest + stages, read once: stats, tokenizer and shards reuse them. Dropped rows are kept
     # for the stats, without their text, so the object store holds the kept documents' text only.
@@ -314,5 +319,11 @@ def _kept(batch: pa.Table) -> pa.Table:
 
 
 def _canonical(batch: pa.Table) -> pa.Table:
-    """Exactly the document columns, so sources can be unioned."""
-    return conform(batch).select(list(DOC_COLUMNS))
+    """Exactly the document columns and the decode-error count (0 where a source does not count),
+    so sources can be unioned."""
+    from raylm.data.ingest.files import DECODE_ERRORS
+
+    batch = conform(batch)
+    if DECODE_ERRORS not in batch.column_names:
+        batch = batch.append_column(DECODE_ERRORS, pa.array([0] * batch.num_rows, pa.int64()))
+    return batch.select([*DOC_COLUMNS, DECODE_ERRORS])

@@ -17,6 +17,10 @@ import pyarrow.compute as pc
 from raylm.data.schema import kept_mask
 
 
+# Drop reasons that stand for a whole input file (one row per file): stats.json lists the files.
+FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file")
+
+
 def add_stage_bytes(table: pa.Table, stage: str) -> pa.Table:
     """Append `_bytes_<stage>`: UTF-8 length of kept rows' text, 0 for dropped rows."""
     lengths = pc.binary_length(pc.cast(pc.fill_null(table["text"], ""), pa.binary()))
@@ -32,6 +36,14 @@ def partial(batch: pa.Table) -> pa.Table:
                      for c in batch.column_names if c.startswith("_bytes_")},
            "counts": {c: int(pc.sum(batch[c]).as_py() or 0) for c in batch.column_names
                       if c.startswith("pii_") and pa.types.is_integer(batch.schema.field(c).type)}}
+    originals = (pc.is_null(batch["augmented_from"]) if "augmented_from" in batch.column_names
+                 else pa.array([True] * batch.num_rows))
+    if "decode_errors" in batch.column_names:  # per file, on its first document (files ingest)
+        errs = batch.filter(pc.and_(originals, pc.greater(pc.fill_null(batch["decode_errors"], 0), 0)))
+        out["decode_errors"] = dict(Counter(dict(zip(errs["uri"].to_pylist(), errs["decode_errors"].to_pylist()))))
+    skipped = batch.filter(pc.is_in(pc.fill_null(batch["drop"], ""), pa.array(FILE_REASONS)))
+    if skipped.num_rows:  # whole files skipped: listed by name
+        out["skipped_files"] = [[r, u] for r, u in zip(skipped["drop"].to_pylist(), skipped["uri"].to_pylist())]
     if "augmented_from" in batch.column_names:
         out["augmented"] = int(pc.sum(pc.and_(pc.is_valid(batch["augmented_from"]), kept_mask(batch))).as_py() or 0)
     if "split" in batch.column_names:
@@ -43,8 +55,13 @@ def merge(rows: list[str], stages: list[str]) -> dict:
     """Merge partial rows into the report: per stage docs/bytes in and out, drop reasons."""
     total = {"rows": 0, "augmented": 0, "drops": Counter(), "bytes": Counter(), "counts": Counter(),
              "split": Counter()}
+    decode_errors: Counter = Counter()
+    skipped: dict[str, list[str]] = {}
     for r in rows:
         d = json.loads(r)
+        decode_errors.update(d.get("decode_errors", {}))
+        for reason, uri in d.get("skipped_files", []):
+            skipped.setdefault(reason, []).append(uri)
         total["rows"] += d["rows"]
         total["augmented"] += d.get("augmented", 0)
         for k in ("drops", "bytes", "counts", "split"):
@@ -64,6 +81,8 @@ def merge(rows: list[str], stages: list[str]) -> dict:
                                  **({"added": added} if stage == "augment" else {})})
         docs, prev_bytes = docs - dropped + added, out_bytes
     report["documents_kept"] = docs
+    report["decode_errors"] = {"bytes": sum(decode_errors.values()), "files": dict(sorted(decode_errors.items()))}
+    report["skipped_files"] = {k: sorted(v) for k, v in sorted(skipped.items())}
     return report
 
 
@@ -77,4 +96,11 @@ def table(report: dict) -> str:
         lines.append(f"  dropped {reason}: {n:,}")
     for k, n in report["counts"].items():
         lines.append(f"  {k}: {n:,}")
+    dec = report.get("decode_errors") or {}
+    if dec.get("bytes"):
+        lines.append(f"  undecodable bytes replaced by U+FFFD: {dec['bytes']:,} in {len(dec['files']):,} file(s) "
+                     "(stats.json lists them)")
+    for reason, uris in (report.get("skipped_files") or {}).items():
+        lines.append(f"  files skipped as {reason}: {', '.join(uris[:3])}"
+                     + (f" and {len(uris) - 3:,} more (stats.json lists them)" if len(uris) > 3 else ""))
     return "\n".join(lines)

@@ -43,6 +43,8 @@ from raylm.data.schema import conform, doc_id, make_docs
 
 log = logging.getLogger(__name__)
 
+DECODE_ERRORS = "decode_errors"  # column: undecodable bytes of the document's file (on its first row)
+
 BINARY_HEAD = 8192      # characters of a txt/jsonl file searched for a NUL
 BINARY_SHARE = 0.2      # most non-text characters a file or a document may hold (share of its length)
 BINARY_MIN_DOC = 64     # documents shorter than this (characters) are not judged on their own
@@ -62,6 +64,8 @@ class FilesConfig:
     license: str | None = None            # license recorded for every document of these files
     txt_unit: Literal["file", "paragraph", "line"] = "paragraph"  # what one txt document is
     min_chars: int = 1                    # shorter documents are skipped (counted)
+    skip_unknown: bool = False            # files whose format the extension does not tell (format: auto):
+                                          # false = an error naming them; true = skipped, listed in stats
 
     def __post_init__(self):
         if self.min_chars < 0:
@@ -198,21 +202,61 @@ def read_one(uri: str, cfg: FilesConfig, name: str | None = None) -> tuple[pa.Ta
         return make_docs([row]), {"files": 1, "skipped_bad_file": 1}
 
 
+def unknown_format(cfg: FilesConfig) -> list[str]:
+    """Files that cfg.paths reach whose format the extension does not tell (format: auto only):
+    files in a listed directory that `expand` passes over (`copyright`, `x.cor`) and glob hits.
+    Lists names; opens nothing."""
+    if cfg.format != "auto":
+        return []
+    every = objstore.expand(cfg.paths, lambda f: True, "data.ingest.files.paths")
+    return [u for u, _ in every if _format_of(u, "auto", strict=False) is None]
+
+
+def check_unknown(cfg: FilesConfig) -> list[str]:
+    """`unknown_format(cfg)`; an error naming them unless cfg.skip_unknown."""
+    unknown = unknown_format(cfg)
+    if unknown and not cfg.skip_unknown:
+        shown = ", ".join(storage.public_uri(u) for u in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"data.ingest.files.paths: {len(unknown)} file(s) whose format the extension does not "
+                         f"tell: {shown}. Set data.ingest.files.format (txt, jsonl, parquet) to read them all "
+                         "as one format, or data.ingest.files.skip_unknown: true to skip them (listed in "
+                         "stats.json)")
+    return unknown
+
+
+def with_decode_errors(docs: pa.Table, n: int) -> pa.Table:
+    """`docs` (one file's documents) + DECODE_ERRORS: the file's count on its first row, 0 after."""
+    vals = [n] + [0] * (docs.num_rows - 1) if docs.num_rows else []
+    return docs.append_column(DECODE_ERRORS, pa.array(vals, pa.int64()))
+
+
 def run(cfg: FilesConfig):
     """All files -> a Ray Dataset of documents; a read task takes one file at a time, and files
     are grouped into tasks by `blocks.read_tasks` (a corpus of many small files is not a task
-    and a block per file)."""
+    and a block per file). Files of unknown format are an error, or with skip_unknown one row
+    each dropped as `ingest:unknown_format`. Each file's undecodable bytes (now U+FFFD) are
+    counted in DECODE_ERRORS on its first document (stats.json sums them per file)."""
     import ray
 
     from raylm.data import blocks
 
-    files = expand(cfg.paths)
+    unknown = set(check_unknown(cfg))
+    files = [(u, n) for u, n in expand(cfg.paths) if u not in unknown]  # glob hits may be unknown
 
     def read_batch(batch: pa.Table) -> pa.Table:
-        tables = [read_one(u, cfg, n)[0] for u, n in zip(batch["uri"].to_pylist(), batch["name"].to_pylist())]
-        return conform(pa.concat_tables(tables)) if tables else make_docs([])
+        tables = []
+        for u, n in zip(batch["uri"].to_pylist(), batch["name"].to_pylist()):
+            if n is None:  # an unknown-format file, skipped (skip_unknown)
+                shown = storage.public_uri(u)
+                docs, counts = make_docs([{"id": doc_id(shown, "file"), "text": "", "source": "file",
+                                           "uri": shown, "drop": "ingest:unknown_format"}]), {}
+            else:
+                docs, counts = read_one(u, cfg, n)
+            tables.append(with_decode_errors(docs, counts.get("decode_errors", 0)))
+        return conform(pa.concat_tables(tables)) if tables else with_decode_errors(make_docs([]), 0)
 
-    items = [{"uri": u, "name": n} for u, n in files]
+    items = [{"uri": u, "name": n} for u, n in files] + [{"uri": u, "name": None} for u in sorted(unknown)]
     n = blocks.read_tasks(len(items), blocks.cluster_cpus())
     return ray.data.from_items(items, override_num_blocks=n).map_batches(
         read_batch, batch_format="pyarrow", batch_size=1, num_cpus=0.5)
