@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from raylm import atomic, storage
-from raylm.data.tokenize import EOS, Encoder, token_dtype
+from raylm.data.tokenize import EOS, Encoder, encode, token_dtype
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int) -
     storage.makedirs(out_dir)
     tok_json = tok.to_str()
     atomic.write_text(storage.join(out_dir, TOKENIZER), tok_json)
-    enc = docs.map_batches(Encoder, fn_constructor_args=(tok_json, INDEX_COLUMNS), batch_format="pyarrow",
-                           compute=ray.data.ActorPoolStrategy(
-                               min_size=1, max_size=max(1, int(ray.available_resources().get("CPU", 1)))),
+    # Tasks, not an actor pool: the tokenizer (put in the object store once) is parsed once per
+    # worker process (Encoder.cached); no actor holds constructor arguments it could lose.
+    enc = docs.map_batches(encode, fn_args=(ray.put(tok_json), INDEX_COLUMNS), batch_format="pyarrow",
                            num_cpus=0.5).materialize()
     tokens: dict[str, int] = {}
     for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():

@@ -13,6 +13,8 @@ distributedly (per-batch character sets, unioned).
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -132,6 +134,19 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
+_ENCODERS: dict = {}  # Encoder.cached
+
+
+def encode(batch: pa.Table, tokenizer_json, keep: tuple[str, ...]) -> pa.Table:
+    """`Encoder(tokenizer_json, keep)(batch)` through this process's cached Encoder (map_batches);
+    `tokenizer_json` may be a Ray object reference to it (put once by the driver)."""
+    if not isinstance(tokenizer_json, str):
+        import ray
+
+        tokenizer_json = ray.get(tokenizer_json)
+    return Encoder.cached(tokenizer_json, keep)(batch)
+
+
 class Encoder:
     """Callable for `map_batches`: text -> token ids with EOS appended per document.
 
@@ -143,6 +158,17 @@ class Encoder:
         self.tok = Tokenizer.from_str(tokenizer_json)
         self.eos = self.tok.token_to_id(EOS)
         self.keep = keep
+
+    @classmethod
+    def cached(cls, tokenizer_json: str, keep: tuple[str, ...]) -> Encoder:
+        """One Encoder per tokenizer content and columns in this process: Ray Data tasks reuse
+        their worker processes, so a tokenizer is parsed once per worker, as in an actor pool,
+        without an actor's restart caveats."""
+        key = (hashlib.sha1(tokenizer_json.encode()).hexdigest(), keep)
+        if key not in _ENCODERS:
+            _ENCODERS.clear()  # one run's tokenizer at a time
+            _ENCODERS[key] = cls(tokenizer_json, keep)
+        return _ENCODERS[key]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         texts = batch["text"].to_pylist()
