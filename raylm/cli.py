@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override any key, e.g. --set train.optim.lr=1e-3 (repeatable)")
         s.add_argument("--address", default=None,
                        help="Ray cluster to join (default: $RAY_ADDRESS, else start Ray locally)")
+        noise = s.add_mutually_exclusive_group()
+        noise.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=0, default=1,
+                           help="print only errors and the final summary")
+        noise.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=2,
+                           help="also print Ray's logs, Ray Data's operator progress and every worker's output")
         if name in WRITES:
             s.add_argument("--overwrite", action="store_true",
                            help="replace output that another config wrote (it is deleted first)")
@@ -85,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         build_parser().print_help()
         return 2
-    logging.basicConfig(level=os.environ.get("RAYLM_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from raylm import errors, interrupt
+    from raylm import console, errors, interrupt
+
+    console.set_level(args.verbosity)
+    logging.basicConfig(level=os.environ.get("RAYLM_LOG_LEVEL", "INFO" if console.verbose() else "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
     interrupt.reset()
     previous = interrupt.install()

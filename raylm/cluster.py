@@ -18,8 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from raylm import console
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,18 @@ def connect(cfg: ClusterConfig, address: str | None = None) -> str:
     from raylm import interrupt
 
     if ray.is_initialized():
+        console.quiet_ray_data()
         return "already connected"
     address = address or cfg.address or os.environ.get("RAY_ADDRESS")
+    # Worker output reaches this terminal with -v only: raylm's training lines come through the
+    # run's channel actor (launch.py), errors through the exceptions Ray raises here.
+    quiet = {"log_to_driver": console.verbose(),
+             "logging_level": logging.INFO if console.verbose() else logging.WARNING}
     if address:
         _reachable(address)
         try:
             with _in_code_root():
-                ctx = ray.init(address=address, log_to_driver=True)
+                ctx = ray.init(address=address, **quiet)
         except ConnectionError as e:  # "auto" with no cluster running, a refused handshake
             raise ValueError(f"cannot join the Ray cluster at {address}: {' '.join(str(e).split())[:300]}") from None
         where = f"joined Ray cluster at {address}"
@@ -91,14 +99,35 @@ def connect(cfg: ClusterConfig, address: str | None = None) -> str:
         # "local": a new Ray here, never a stale `ray start` cluster found on disk. The raylet
         # reads the workers' nice level from the environment when it starts.
         os.environ.setdefault("RAY_worker_niceness", str(cfg.worker_niceness))
-        with _in_code_root():
-            ctx = ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard)
+        ctx = _start_local(cfg, quiet)
         where = "started local Ray"
     interrupt.install()  # ray.init sets its own SIGTERM handler in the driver
+    console.quiet_ray_data()
     url = getattr(ctx, "dashboard_url", None)
     res = ray.cluster_resources()
     msg = f"{where} ({int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs)"
     if url:
         msg += f"; dashboard: http://{url}"
-    print(f"[raylm] {msg}", flush=True)
+    console.say(f"[raylm] {msg}")
     return msg
+
+
+def _start_local(cfg: ClusterConfig, quiet: dict):
+    """A local Ray; when its dashboard cannot start (a busy machine: "Module MetricsHead failed to
+    start. Timeout after 30.0 seconds"), a warning and a Ray without it (Tune removes stopped
+    trials' placement groups itself, so sweeps work without the dashboard)."""
+    import ray
+
+    try:
+        with _in_code_root():
+            return ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard, **quiet)
+    except Exception as e:  # noqa: BLE001 -- Ray raises plain Exception / RuntimeError for this
+        text = str(e)
+        if not cfg.include_dashboard or not ("dashboard" in text.lower() or "Head failed to start" in text):
+            raise
+        ray.shutdown()
+        print(f"[raylm] warning: the Ray dashboard did not start ({' '.join(str(e).split())[:160]}); "
+              "going on without it", file=sys.stderr, flush=True)
+        with _in_code_root():
+            return ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, **quiet)
+

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from raylm import config as C
-from raylm import errors, outputs, storage
+from raylm import console, errors, outputs, storage
 from raylm.root import RootConfig
 from raylm.train.trainer import local_path
 
@@ -105,7 +105,7 @@ def data(args, cfg: RootConfig | None = None) -> dict:
     _claim(args, cfg, "data", p["data"])
     _connect(args, cfg)
     m = pipeline.run(cfg.data, p["data"], cfg.seed)
-    print(f"[raylm] data done: {storage.join(p['data'], 'shards')} (manifest.json, tokenizer.json), stats in "
+    console.summary(f"[raylm] data done: {storage.join(p['data'], 'shards')} (manifest.json, tokenizer.json), stats in "
           f"{storage.join(p['data'], 'stats.json')}")
     return m
 
@@ -141,7 +141,7 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
     result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
                  storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage), scratch=cfg.cluster.local_dir)
     m = result["metrics"] or {}
-    print(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
+    console.summary(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
           f"(perplexity {m.get('val_ppl', float('nan')):.2f}); checkpoint {result['checkpoint']}; "
           f"TensorBoard: tensorboard --logdir {storage.join(p[stage], 'tb')}")
     return result
@@ -204,7 +204,7 @@ def _classify(args, cfg: RootConfig, src: str | None) -> dict:
     if cfg.train.num_workers > 0:
         _connect(args, cfg)
     result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
-    print(f"[raylm] classifier fine-tuned: report {storage.join(p['finetune'], 'report.md')}; "
+    console.summary(f"[raylm] classifier fine-tuned: report {storage.join(p['finetune'], 'report.md')}; "
           f"checkpoint {result.get('checkpoint')}")
     return result
 
@@ -280,14 +280,14 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
     report_md = storage.join(p["eval"], "report.md")
     if report.get("task") == "classify":
         t = report["test"]
-        print(f"[raylm] eval of classifier {ck} on {t['file']}: accuracy {t['accuracy']:.4f}, macro F1 "
+        console.summary(f"[raylm] eval of classifier {ck} on {t['file']}: accuracy {t['accuracy']:.4f}, macro F1 "
               f"{t['macro_f1']:.4f} ({t['n']:,} examples)")
-        print(f"[raylm] report: {report_md} (per-class precision / recall / F1, confusion matrix)")
+        console.summary(f"[raylm] report: {report_md} (per-class precision / recall / F1, confusion matrix)")
         return report
     r = report["lm"]
-    print(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
+    console.summary(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
           f"{r['bits_per_byte']:.3f} bits per byte ({r['tokens_scored']:,} tokens)")
-    print(f"[raylm] report: {report_md} (samples included)")
+    console.summary(f"[raylm] report: {report_md} (samples included)")
     return report
 
 
@@ -328,7 +328,7 @@ def generate(args) -> None:
         out = local_path(args.output) if args.output else storage.join(p["out"], "generate", "completions.jsonl")
         with _writing(out.rsplit("/", 1)[0] if storage.is_remote(out) else str(Path(out).parent)) as d:
             n = run_file(gen, read_prompts(args.prompts), d / Path(out.split("?", 1)[0]).name)
-        print(f"[raylm] generate: {n['written']} completions ({n['errors']} prompts refused, {n['withheld']} "
+        console.summary(f"[raylm] generate: {n['written']} completions ({n['errors']} prompts refused, {n['withheld']} "
               f"withheld) in {out}")
     else:
         interactive(gen)
@@ -356,7 +356,7 @@ def export(args) -> None:
             export_lm(load_model(ck).eval(), tokenizer, target,
                       {"do_sample": e.temperature > 0, "temperature": e.temperature or 1.0,
                        "top_k": e.top_k, "top_p": e.top_p, "max_new_tokens": e.sample_tokens})
-    print(f"[raylm] exported {ck} as {kind} to {out}: transformers.AutoModel*.from_pretrained({str(out)!r}) "
+    console.summary(f"[raylm] exported {ck} as {kind} to {out}: transformers.AutoModel*.from_pretrained({str(out)!r}) "
           f"and AutoTokenizer.from_pretrained({str(out)!r}) load it")
 
 
@@ -372,7 +372,7 @@ def rate(args) -> dict:
     with _writing(out) as d:
         s = human.report(h.sheets, h.key, d)
     print(human.summary_markdown(s))
-    print(f"[raylm] human evaluation report: {storage.join(out, 'human_report.md')}")
+    console.summary(f"[raylm] human evaluation report: {storage.join(out, 'human_report.md')}")
     return s
 
 
@@ -385,18 +385,26 @@ def tune(args) -> None:
 
 
 def run_all(args) -> None:
+    import time
+
     cfg = load(args)
+    wall = {}
+    t0 = time.perf_counter()
     data(args, cfg)
+    wall["data"], t0 = time.perf_counter() - t0, time.perf_counter()
     train(args, cfg)
+    wall["train"], t0 = time.perf_counter() - t0, time.perf_counter()
     report = evaluate(args, cfg)
+    wall["eval"] = time.perf_counter() - t0
     r = report["lm"]
-    print("\n[raylm] finished. What you have:")
-    print(f"  {cfg.out}/data/shards   token shards + manifest.json + tokenizer.json; stats in data/stats.json")
-    print(f"  {cfg.out}/train         checkpoints (Ray Train), TensorBoard events in train/tb")
-    print(f"  {cfg.out}/eval          report.md / report.json: validation perplexity {r['perplexity']:.2f} "
-          f"(lower is better; {r['bits_per_byte']:.2f} bits per byte) and generated samples")
+    took = ", ".join(f"{k} {console.duration(v)}" for k, v in wall.items())
+    console.summary(f"\n[raylm] finished in {console.duration(sum(wall.values()))} ({took}). What you have:")
+    console.summary(f"  {cfg.out}/data/shards   token shards, manifest.json, tokenizer.json; stats in data/stats.json")
+    console.summary(f"  {cfg.out}/train         checkpoints (Ray Train), TensorBoard events in train/tb")
+    console.summary(f"  {cfg.out}/eval          report.md / report.json: validation perplexity {r['perplexity']:.2f} "
+                    f"(lower is better; {r['bits_per_byte']:.2f} bits per byte) and generated samples")
     sets = "".join(f" --set {o}" for o in args.overrides)
-    print("[raylm] next:")
-    print(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt (or --interactive)")
-    print(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
-    print(f"  tensorboard --logdir {cfg.out}/train/tb")
+    console.summary("[raylm] next:")
+    console.summary(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt (or --interactive)")
+    console.summary(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
+    console.summary(f"  tensorboard --logdir {cfg.out}/train/tb")

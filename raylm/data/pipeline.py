@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raylm import atomic, storage
+from raylm import atomic, console, storage
 from raylm.config import ConfigError, dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
@@ -226,8 +226,8 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
         atomic.sweep(d)
     t0 = time.time()
     if not set(plan(cfg.steps)) - {"split", "augment"}:
-        print("[raylm] data.steps lists no cleaning stage: documents are tokenized as ingested (no extraction, "
-              "normalisation, quality, PII or dedup)", flush=True)
+        console.say("[raylm] data.steps lists no cleaning stage: documents are tokenized as ingested (no extraction, "
+              "normalisation, quality, PII or dedup)")
 
     # 1. Ingest + stages, read once: stats, tokenizer and shards reuse them. Dropped rows are kept
     # for the stats, without their text, so the object store holds the kept documents' text only.
@@ -247,8 +247,8 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
                "fingerprint": fp, "stats": "../stats.json"})
     m = shards.read_manifest(shard_dir)
     for split, d in m["splits"].items():
-        print(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
-    print(f"shards and manifest: {path}", flush=True)
+        console.say(f"{split}: {d['documents']:,} documents, {d['tokens']:,} tokens in {len(d['shards'])} shard(s)")
+    console.say(f"shards and manifest: {path}")
     return m
 
 
@@ -269,7 +269,7 @@ def _report(ds, steps: list[str]) -> dict:
     """The stats of the documents (printed), checked: both splits must keep documents."""
     report = stats.merge([r["stats"] for r in ds.map_batches(stats.partial, batch_format="pyarrow")
                           .take_all()], steps)
-    print(stats.table(report), flush=True)
+    console.say(stats.table(report))
     n_train = report["split_documents"].get("train", 0)
     n_val = report["split_documents"].get("val", 0)
     if n_train == 0 or n_val == 0:

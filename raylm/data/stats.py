@@ -88,7 +88,10 @@ def merge(rows: list[str], stages: list[str]) -> dict:
 
 def table(report: dict) -> str:
     """The report as a fixed-width text table for the terminal."""
-    lines = [f"{'stage':<12}{'docs in':>11}{'docs out':>11}{'dropped':>10}{'MB in':>10}{'MB out':>10}"]
+    if not report["stages"]:  # no stage ran: a header alone says nothing
+        lines = [f"{report['documents_read']:,} documents read, {report['documents_kept']:,} kept"]
+    else:
+        lines = [f"{'stage':<12}{'docs in':>11}{'docs out':>11}{'dropped':>10}{'MB in':>10}{'MB out':>10}"]
     for s in report["stages"]:
         lines.append(f"{s['stage']:<12}{s['docs_in']:>11,}{s['docs_out']:>11,}{s['dropped']:>10,}"
                      f"{s['bytes_in'] / 1e6:>10.2f}{s['bytes_out'] / 1e6:>10.2f}")

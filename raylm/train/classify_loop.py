@@ -34,8 +34,8 @@ from raylm.train.config import TrainConfig
 from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
 from raylm.train.launch import launch, raise_if_stopped
-from raylm.train.loop import (agree, all_mean, autocast_for, begin_step, drop_unreported_checkpoints, optimizer_step,
-                              progress, setup_device)
+from raylm.train.loop import (Eta, agree, all_mean, autocast_for, begin_step, drop_unreported_checkpoints,
+                              optimizer_step, progress, setup_device)
 from raylm.train.optim import build_optimizer
 from raylm.train.parallel import load_optimizer_state, no_grad_sync, parallelize
 from raylm.train.session import LocalSession, resume, say
@@ -249,6 +249,7 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
             f"{p.frozen} frozen params, workers {session.world}")
     metrics: dict = {}
     t0 = time.perf_counter()
+    eta = Eta(state.step, cfg.max_steps)
     while state.step < cfg.max_steps and not state.done:
         lr, loss, gnorm = _train_step(p, tr_ids, tr.labels, weight, state.step)
         state.step = step = state.step + 1
@@ -280,7 +281,7 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
             extra = {"best.safetensors": best_weights} if best_weights and state.best_step != step else None
             ckpt_dir = _save(p, str(step), state, {"step": step, **_val_loss(metrics)}, tensors=extra)
         if session.rank == 0:
-            progress("finetune", metrics)
+            progress("finetune", metrics, eta)
         session.report(dict(metrics), ckpt_dir)
         if halt:  # the test evaluation waits for the rerun that finishes training
             return {**metrics, "interrupted": True}

@@ -29,12 +29,13 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raylm import interrupt
+from raylm import console, interrupt
 from raylm.storage import resolve
 from raylm.train.checkpoint import uri_of
 from raylm.train.config import TrainConfig
@@ -75,16 +76,25 @@ def _entry(worker: Callable, args: Any, run_dir: str, stop_flag) -> None:
 
 
 class StopFlag:
-    """One bool the driver sets and the workers poll (a Ray actor, num_cpus=0)."""
+    """The run's channel between driver and workers (a Ray actor, num_cpus=0): one bool the driver
+    sets and the workers poll, and rank 0's progress lines, which the driver drains and prints."""
 
     def __init__(self):
         self.value = False
+        self.lines: list[str] = []
 
     def set(self) -> None:
         self.value = True
 
     def get(self) -> bool:
         return self.value
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+    def drain(self) -> list[str]:
+        out, self.lines = self.lines, []
+        return out
 
 
 def prune_orphans(run_dir: str) -> list[str]:
@@ -148,6 +158,7 @@ def launch(worker: Callable, args: Any, cfg: TrainConfig, *, storage_path: str, 
                 checkpoint_score_attribute="val_loss" if cfg.keep_by == "val_loss" else None,
                 checkpoint_score_order="min"),
             worker_runtime_env={"env_vars": env} if env else None,
+            logging_config=console.train_logging_config(),
             callbacks=callbacks or None),
     )
     try:
@@ -173,8 +184,17 @@ def _fit_relaying_interrupts(trainer, stop_flag):
         except BaseException as e:  # noqa: BLE001 -- re-raised in the main thread below
             box["error"] = e
 
+    import ray
+
+    def show_lines() -> None:
+        try:
+            for line in ray.get(stop_flag.drain.remote(), timeout=10):
+                console.say(line)
+        except Exception:  # noqa: BLE001 -- progress lines are best effort; the run's outcome is not
+            pass
+
     thread = threading.Thread(target=fit, name="raylm-train-fit", daemon=True)
-    relayed = False
+    relayed, shown = False, time.monotonic()
     with interrupt.graceful():
         thread.start()
         while thread.is_alive():
@@ -182,6 +202,10 @@ def _fit_relaying_interrupts(trainer, stop_flag):
             if interrupt.requested() and not relayed:
                 stop_flag.set.remote()
                 relayed = True
+            if time.monotonic() - shown >= 1.0:
+                show_lines()
+                shown = time.monotonic()
+    show_lines()
     if "error" in box:
         raise box["error"]
     return box["result"]

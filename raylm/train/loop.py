@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from raylm import storage
+from raylm import console, storage
 from raylm.data import shards
 from raylm.data.shards import read_manifest
 from raylm.model.gpt import GPT, GPTConfig
@@ -130,9 +130,22 @@ def improved(value: float, best: float, min_delta: float) -> bool:
     return value < best - min_delta
 
 
-def progress(tag: str, metrics: dict, hide: tuple[str, ...] = ()) -> None:
-    say(f"[{tag}] " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in metrics.items() if k not in hide))
+class Eta:
+    """Seconds left to `total` steps at the pace since this process's first step (so a resumed
+    run's ETA does not count the steps it did not run)."""
+
+    def __init__(self, step: int, total: int):
+        self.t0, self.step0, self.total = time.perf_counter(), step, total
+
+    def __call__(self, step: int) -> float | None:
+        done = step - self.step0
+        return (time.perf_counter() - self.t0) / done * (self.total - step) if done > 0 else None
+
+
+def progress(tag: str, metrics: dict, eta: Eta) -> None:
+    """`[train] step 50/600 (8%) loss 2.76 val_loss 2.70 6.5k tok/s ETA 1m40s` (every metric is in
+    metrics.jsonl and TensorBoard)."""
+    say(console.step_line(tag, metrics, eta.total, eta(metrics["step"])))
 
 
 def open_tensorboard(tb_dir: str | None):
@@ -315,6 +328,7 @@ def train_worker(run: LMRun, session=None) -> dict:
         metrics = {"step": state.step, "val_loss": val, "val_ppl": math.exp(min(val, 50)),
                    "best_val_loss": state.best_val, "already_complete": True}
         session.report(dict(metrics), None)
+    eta = Eta(state.step, cfg.max_steps)
     while state.step < cfg.max_steps and not early_stopped:
         lr, loss, gnorm = _train_step(model, optimizer, loader, run, rank, world, state.step, device, autocast)
         state.step, state.data = state.step + 1, loader.state
@@ -342,7 +356,7 @@ def train_worker(run: LMRun, session=None) -> dict:
             ckpt_dir = _checkpoint(run, local, model, raw, optimizer, model_cfg, state, rank, val)
             meter.restart()
         if rank == 0:
-            progress("train", metrics, hide=("tokens_seen", "flops_per_s", "early_stopped", "interrupted"))
+            progress("train", metrics, eta)
             if tb is not None:
                 for k, v in metrics.items():
                     if isinstance(v, int | float) and k != "step":

@@ -30,10 +30,17 @@ from raylm import interrupt
 from raylm.train import checkpoint as ckpt
 
 
+_sink: dict = {"send": None}  # RaySession on rank 0: lines go to the driver's channel actor
+
+
 def say(line: str) -> None:
-    """One progress line on stdout. Not print(): in a Ray Train V2 worker print is patched to log
-    through the root logger and also, because Ray wraps the worker's sys.stdout, to tee to stdout,
-    so each printed line reached the driver twice."""
+    """One progress line: in a Ray Train worker (rank 0) to the driver through the run's channel
+    actor (launch.py), which prints it whatever reaches the terminal of the workers' own output;
+    else on stdout. Not print(): in a Ray Train V2 worker print is patched to log through the root
+    logger and also, because Ray wraps the worker's sys.stdout, to tee to stdout (twice)."""
+    if _sink["send"] is not None:
+        _sink["send"](line)
+        return
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -152,6 +159,8 @@ class RaySession:
         if tb_dir:
             self.mirrors.append(storage.Mirror(storage.work_dir(tb_dir, scratch), tb_dir))
         self.run_dir, self.stop_flag = run_dir, stop_flag
+        if stop_flag is not None and self.rank == 0:
+            _sink["send"] = stop_flag.say.remote
         self._open: list = []  # as_directory() contexts: local copies kept for the run
         self._stop, self._polled = False, 0.0
 

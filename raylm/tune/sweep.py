@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from raylm import atomic, outputs, storage
+from raylm import atomic, console, outputs, storage
 from raylm import config as C
 from raylm.tune.config import Param, apply_values, parse_space
 from raylm.tune.report import best_trial, write_report
@@ -210,7 +210,7 @@ def ensure_shards(cfg, out: str) -> str:
     if not storage.is_file(storage.join(shards, "manifest.json")):
         from raylm.data import pipeline
 
-        print(f"[raylm] tune: no shards at {shards}; running the data step first", flush=True)
+        console.say(f"[raylm] tune: no shards at {shards}; running the data step first")
         outputs.claim(storage.join(out, "data"), outputs.record_of(cfg, "data"))
         C.save(cfg, storage.join(out, "data", "config.yaml"))
         pipeline.run(cfg.data, storage.join(out, "data"), cfg.seed)
@@ -288,15 +288,14 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
     if resume:
         if not tune.Tuner.can_restore(exp_path):
             raise FileNotFoundError(f"--resume: no sweep to restore at {exp_path}")
-        print(f"[raylm] tune: resuming {exp_path} (finished trials are kept)", flush=True)
+        console.say(f"[raylm] tune: resuming {exp_path} (finished trials are kept)")
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=True)
         # Tune keeps the run config (callbacks included) in the experiment state.
     else:
         concurrency = tc.max_concurrent_trials or default_concurrency(t, ray.cluster_resources())
-        print(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
-              f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU"
-              f"{f' + {t.gpus_per_worker:g} GPU' if t.use_gpu else ''} each)",
-              flush=True)
+        console.say(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
+                    f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU"
+                    f"{f' + {t.gpus_per_worker:g} GPU' if t.use_gpu else ''} each)")
         tuner = tune.Tuner(
             trainable,
             param_space={p.key: to_domain(p) for p in params},
@@ -329,7 +328,8 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
     report = storage.join(sweep_dir, "report.md")
     if best is not None:
         final = best["history"][-1]
-        print(f"[raylm] tune done: best trial {best['trial_id']} {tc.metric} {final[tc.metric]:.4f} at step "
-              f"{final['step']} with {best['params']}; config {out_cfg['best_config']}", flush=True)
-    print(f"[raylm] report: {report}; TensorBoard: tensorboard --logdir {storage.join(tune_dir, 'tb')}", flush=True)
+        console.say(f"[raylm] tune done: best trial {best['trial_id']} {tc.metric} {final[tc.metric]:.4f} at step "
+                    f"{final['step']} with {best['params']}; config {out_cfg['best_config']}", summary=True)
+    console.say(f"[raylm] report: {report}; TensorBoard: tensorboard --logdir {storage.join(tune_dir, 'tb')}",
+                summary=True)
     return {"best": best, "trials": records, "report": str(report), **out_cfg}
