@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         build_parser().print_help()
         return 2
-    from raylm import console, errors, interrupt
+    from raylm import console, errors, interrupt, provenance
 
     console.set_level(args.verbosity)
+    provenance.set_command(list(argv) if argv is not None else sys.argv[1:])
     logging.basicConfig(level=os.environ.get("RAYLM_LOG_LEVEL", "INFO" if console.verbose() else "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from raylm import config as C
-from raylm import console, errors, outputs, storage
+from raylm import console, errors, outputs, provenance, storage
 from raylm.root import RootConfig
 from raylm.train.trainer import local_path
 
@@ -92,7 +92,7 @@ def _connect(args, cfg: RootConfig) -> None:
 
 
 def check(args) -> None:
-    print(C.dump(load(args)), end="")
+    print(C.dump_commented(load(args)), end="")
 
 
 def data(args, cfg: RootConfig | None = None) -> dict:
@@ -273,6 +273,9 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
     ft = replace(cfg.finetune, **{k: local_path(v) for k in ("train_file", "val_file", "test_file")
                                   if (v := getattr(cfg.finetune, k))})  # the task may run on another node
     report, files = run_on_ray(cfg.eval, ft, ck, data_dir, cfg.seed, cfg.cluster.local_dir)
+    if "report.json" in files:  # the task ran on a worker: the driver's command, host and code
+        files["report.json"] = json.dumps({**json.loads(files["report.json"]), "provenance": provenance.record()},
+                                          indent=2, default=str).encode()
     with _writing(p["eval"]) as d:
         for name, data in files.items():
             (d / name).parent.mkdir(parents=True, exist_ok=True)

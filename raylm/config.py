@@ -15,6 +15,7 @@ Rules (STYLE.md 4):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import types
 import typing
@@ -205,13 +206,68 @@ def dump(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False, default_flow_style=None)
 
 
+@functools.cache
+def field_comments(cls: type) -> dict[str, str]:
+    """{field: its comment in the class source} for a config dataclass: the `# ...` after the
+    field on its line, plus the comment-only lines right below it that are indented past it."""
+    import inspect
+    import re
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    field_rx = re.compile(r"^(\s+)(\w+)\s*:[^#]*?(?:#\s?(.*))?$")
+    last, last_indent = None, 0
+    names = {f.name for f in dataclasses.fields(cls)}
+    for line in lines[1:]:
+        m = field_rx.match(line)
+        if m and m.group(2) in names:
+            last, last_indent = m.group(2), len(m.group(1))
+            if m.group(3):
+                out[last] = m.group(3).strip()
+        elif last in out and line.strip().startswith("#") and line.index("#") > last_indent:
+            out[last] += " " + line.strip().lstrip("#").strip()  # the comment runs on, aligned right of it
+        else:
+            last = None
+    return out
+
+
+def dump_commented(obj: Any) -> str:
+    """`dump(obj)` with each field's comment from the code beside its value (`raylm check`)."""
+    import re
+
+    text = yaml.safe_dump(to_dict(obj), sort_keys=False, default_flow_style=False)  # a key per line
+    stack: list[tuple[int, Any]] = [(-1, obj)]  # (indent, the dataclass whose fields sit deeper)
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^(\s*)(\w+):(.*)$", line)
+        if not m:
+            out.append(line)
+            continue
+        indent, key = len(m.group(1)), m.group(2)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        owner = stack[-1][1] if stack else None
+        comment = field_comments(type(owner)).get(key) if dataclasses.is_dataclass(owner) else None
+        value = getattr(owner, key, None) if dataclasses.is_dataclass(owner) else None
+        if dataclasses.is_dataclass(value):
+            stack.append((indent, value))
+        out.append(f"{line}  # {comment}" if comment else line)
+    return "\n".join(out) + "\n"
+
+
 def save(obj: Any, path: str | os.PathLike) -> Path | str:
     """Write the resolved config atomically (raylm.atomic: temp name then rename, or one upload
-    to an object store)."""
+    to an object store), opening with the run's provenance as comments."""
     from raylm import storage
 
+    from raylm import provenance
+
+    text = provenance.comment() + dump(obj)  # versions, commit, command, host as comments
     if storage.is_remote(storage.location(path)):
-        return atomic.write_text(storage.location(path), dump(obj))
+        return atomic.write_text(storage.location(path), text)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    return atomic.write_text(p, dump(obj))
+    return atomic.write_text(p, text)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raylm import atomic, interrupt, storage
+from raylm import atomic, interrupt, provenance, storage
 from raylm.eval.classify import all_reduce_confusion, confusion_matrix, metrics_from_confusion, write_report
 from raylm.model.gpt import GPTConfig
 from raylm.train import checkpoint as ckpt
@@ -393,6 +393,7 @@ def execute(job: ClassifyRun, tok_path: str, storage_path: str | None = None) ->
     else:
         done = launch(classify_worker, job, cfg, storage_path=storage_path or job.out, name=RUN_NAME)
         metrics, ck, result = done.metrics, done.checkpoint, done.as_dict()
+    result["provenance"] = provenance.record()
     atomic.write_text(storage.join(job.out, "result.json"), json.dumps(result, indent=2, default=str))
     raise_if_stopped(metrics)  # a Ctrl-C: the checkpoint is saved, the test evaluation waits for the rerun
     if not ck:

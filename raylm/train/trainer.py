@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from raylm import atomic, interrupt, storage
+from raylm import atomic, interrupt, provenance, storage
 from raylm.model.gpt import GPTConfig
 from raylm.train.config import TrainConfig
 from raylm.train.launch import launch, raise_if_stopped
@@ -58,6 +58,7 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
     else:
         result = launch(train_worker, run, cfg, storage_path=storage_path or out, name=RUN_NAME, env=env).as_dict()
     storage.makedirs(out)
+    result["provenance"] = provenance.record()
     atomic.write_text(storage.join(out, "result.json"), json.dumps(result, indent=2, default=str))
     raise_if_stopped(result["metrics"])
     return result

@@ -36,6 +36,11 @@ def test_run_produces_shards_checkpoint_and_report(tiny_run):
     assert len(report["samples"]) == 2 - report["safeguard"]["withheld"]
     assert (tiny_run / "eval" / "human" / "sheet.html").exists() and (tiny_run / "eval" / "human" / "key.json").exists()
     assert (tiny_run / "config.yaml").exists() and (tiny_run / "train" / "config.yaml").exists()
+    # provenance: versions, code, command, host in every result and saved config
+    for rec in (result, report):
+        assert rec["provenance"]["ray"] and rec["provenance"]["torch"] and rec["provenance"]["host"]
+        assert "run" in rec["provenance"]["command"]
+    assert (tiny_run / "train" / "config.yaml").read_text().startswith("# written by raylm ")
     assert list((tiny_run / "train" / "tb").glob("events.*"))
 
 
