@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from raylm import config as C
-from raylm import console, errors, outputs, provenance, storage
+from raylm import console, errors, outputs, provenance, storage, tracking
 from raylm.root import RootConfig
 from raylm.train.trainer import local_path
 
@@ -138,8 +138,12 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
     _claim(args, cfg, stage, p[stage], inputs)
     if cfg.train.num_workers > 0:
         _connect(args, cfg)
-    result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
-                 storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage), scratch=cfg.cluster.local_dir)
+    with tracking.run(cfg.tracking, p["out"], stage, C.to_dict(cfg)) as tracked:
+        result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
+                     storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage),
+                     scratch=cfg.cluster.local_dir)
+        if tracked:
+            tracked.log_artifacts([storage.join(p[stage], "result.json"), storage.join(p[stage], "config.yaml")])
     m = result["metrics"] or {}
     console.summary(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
           f"(perplexity {m.get('val_ppl', float('nan')):.2f}); checkpoint {result['checkpoint']}; "
@@ -203,7 +207,10 @@ def _classify(args, cfg: RootConfig, src: str | None) -> dict:
     _claim(args, cfg, "finetune", p["finetune"], {"init_from": _checkpoint_identity(src)} if src else {})
     if cfg.train.num_workers > 0:
         _connect(args, cfg)
-    result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
+    with tracking.run(cfg.tracking, p["out"], "finetune", C.to_dict(cfg)) as tracked:
+        result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
+        if tracked:
+            tracked.log_artifacts([storage.join(p["finetune"], n) for n in ("result.json", "report.md", "report.json")])
     console.summary(f"[raylm] classifier fine-tuned: report {storage.join(p['finetune'], 'report.md')}; "
           f"checkpoint {result.get('checkpoint')}")
     return result
@@ -255,6 +262,16 @@ def _tokenizer_of(ck: Path, cfg: RootConfig) -> str:
     raise FileNotFoundError(f"{ck} holds no tokenizer.json and its shards are gone: cannot decode its tokens")
 
 
+def _numbers(tree, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a report, as dotted keys (lm.perplexity, test.accuracy, ...)."""
+    if isinstance(tree, dict):
+        out: dict[str, float] = {}
+        for k, v in tree.items():
+            out.update(_numbers(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree} if isinstance(tree, int | float) and not isinstance(tree, bool) else {}
+
+
 def evaluate(args, cfg: RootConfig | None = None) -> dict:
     """The run's newest checkpoint (or eval.checkpoint): a language model on the validation
     shards, or a classifier on finetune.test_file (else val_file). Runs as a Ray task
@@ -272,14 +289,19 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
     _connect(args, cfg)
     ft = replace(cfg.finetune, **{k: local_path(v) for k in ("train_file", "val_file", "test_file")
                                   if (v := getattr(cfg.finetune, k))})  # the task may run on another node
-    report, files = run_on_ray(cfg.eval, ft, ck, data_dir, cfg.seed, cfg.cluster.local_dir)
-    if "report.json" in files:  # the task ran on a worker: the driver's command, host and code
-        files["report.json"] = json.dumps({**json.loads(files["report.json"]), "provenance": provenance.record()},
-                                          indent=2, default=str).encode()
-    with _writing(p["eval"]) as d:
-        for name, data in files.items():
-            (d / name).parent.mkdir(parents=True, exist_ok=True)
-            (d / name).write_bytes(data)
+    with tracking.run(cfg.tracking, p["out"], "eval", C.to_dict(cfg)) as tracked:
+        report, files = run_on_ray(cfg.eval, ft, ck, data_dir, cfg.seed, cfg.cluster.local_dir)
+        if "report.json" in files:  # the task ran on a worker: the driver's command, host and code
+            files["report.json"] = json.dumps({**json.loads(files["report.json"]),
+                                               "provenance": provenance.record()}, indent=2, default=str).encode()
+        with _writing(p["eval"]) as d:
+            for name, data in files.items():
+                (d / name).parent.mkdir(parents=True, exist_ok=True)
+                (d / name).write_bytes(data)
+        if tracked:
+            tracked.log_rows([{"step": 0, **_numbers(report)}])
+            tracked.client.set_tag(tracked.run_id, "raylm.checkpoint", str(ck))
+            tracked.log_artifacts([storage.join(p["eval"], n) for n in ("report.md", "report.json")])
     report_md = storage.join(p["eval"], "report.md")
     if report.get("task") == "classify":
         t = report["test"]
@@ -410,4 +432,7 @@ def run_all(args) -> None:
     console.summary("[raylm] next:")
     console.summary(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt (or --interactive)")
     console.summary(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
+    if cfg.tracking.backend == "mlflow":
+        console.summary(f"  mlflow ui --backend-store-uri {tracking.store(cfg.tracking, cfg.out)[0]}      "
+                        "the tracked runs (the UI needs the full mlflow package)")
     console.summary(f"  tensorboard --logdir {cfg.out}/train/tb")

@@ -12,6 +12,7 @@ from raylm.cluster import ClusterConfig
 from raylm.data.pipeline import DataConfig
 from raylm.eval.lm import EvalConfig
 from raylm.model.gpt import GPTConfig
+from raylm.tracking import TrackingConfig
 from raylm.train.config import TrainConfig
 from raylm.train.finetune import FinetuneConfig
 from raylm.tune.config import TuneConfig
@@ -28,3 +29,4 @@ class RootConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow runs of train, finetune, eval, tune

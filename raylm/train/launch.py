@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raylm import console, interrupt
+from raylm import console, interrupt, tracking
 from raylm.storage import resolve
 from raylm.train.checkpoint import uri_of
 from raylm.train.config import TrainConfig
@@ -77,11 +77,13 @@ def _entry(worker: Callable, args: Any, run_dir: str, stop_flag) -> None:
 
 class StopFlag:
     """The run's channel between driver and workers (a Ray actor, num_cpus=0): one bool the driver
-    sets and the workers poll, and rank 0's progress lines, which the driver drains and prints."""
+    sets and the workers poll, and rank 0's progress lines and metrics rows, which the driver
+    drains to print and to log to experiment tracking (tracking.py)."""
 
     def __init__(self):
         self.value = False
         self.lines: list[str] = []
+        self.rows: list[dict] = []
 
     def set(self) -> None:
         self.value = True
@@ -92,8 +94,11 @@ class StopFlag:
     def say(self, line: str) -> None:
         self.lines.append(line)
 
-    def drain(self) -> list[str]:
-        out, self.lines = self.lines, []
+    def row(self, metrics: dict) -> None:
+        self.rows.append(metrics)
+
+    def drain(self) -> tuple[list[str], list[dict]]:
+        out, self.lines, self.rows = (self.lines, self.rows), [], []
         return out
 
 
@@ -188,10 +193,12 @@ def _fit_relaying_interrupts(trainer, stop_flag):
 
     def show_lines() -> None:
         try:
-            for line in ray.get(stop_flag.drain.remote(), timeout=10):
-                console.say(line)
+            lines, rows = ray.get(stop_flag.drain.remote(), timeout=10)
         except Exception:  # noqa: BLE001 -- progress lines are best effort; the run's outcome is not
-            pass
+            return
+        for line in lines:
+            console.say(line)
+        tracking.log_rows(rows)
 
     thread = threading.Thread(target=fit, name="raylm-train-fit", daemon=True)
     relayed, shown = False, time.monotonic()

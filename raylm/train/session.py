@@ -30,7 +30,7 @@ from raylm import interrupt
 from raylm.train import checkpoint as ckpt
 
 
-_sink: dict = {"send": None}  # RaySession on rank 0: lines go to the driver's channel actor
+_sink: dict = {"send": None, "row": None}  # RaySession on rank 0: lines and metrics rows to the driver
 
 
 def say(line: str) -> None:
@@ -105,9 +105,13 @@ class LocalSession:
         return interrupt.requested()
 
     def log(self, metrics: dict) -> None:
-        """Metrics between evaluations: kept locally, not reported to anyone."""
+        """Metrics between evaluations: kept locally (and logged to experiment tracking, if on:
+        this session runs in the driver's process)."""
+        from raylm import tracking
+
         self.history.append(metrics)
         _append_jsonl(Path(self.dir) / "metrics.jsonl", metrics)
+        tracking.log_rows([metrics])
 
     def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
         self.log(metrics)
@@ -160,7 +164,7 @@ class RaySession:
             self.mirrors.append(storage.Mirror(storage.work_dir(tb_dir, scratch), tb_dir))
         self.run_dir, self.stop_flag = run_dir, stop_flag
         if stop_flag is not None and self.rank == 0:
-            _sink["send"] = stop_flag.say.remote
+            _sink["send"], _sink["row"] = stop_flag.say.remote, stop_flag.row.remote
         self._open: list = []  # as_directory() contexts: local copies kept for the run
         self._stop, self._polled = False, 0.0
 
@@ -213,6 +217,8 @@ class RaySession:
         """Metrics between evaluations: rank 0 appends them to metrics.jsonl (no Ray call, no barrier)."""
         if self.rank == 0:
             _append_jsonl(self.metrics_file, metrics)
+            if _sink["row"] is not None:  # to the driver, which logs it to experiment tracking
+                _sink["row"](metrics)
 
     def report(self, metrics: dict, checkpoint_dir: Path | None = None) -> None:
         """At evaluations: metrics (and the checkpoint) to Ray Train, which Tune sees too. A

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from raylm import atomic, console, outputs, storage
+from raylm import atomic, console, outputs, storage, tracking
 from raylm import config as C
 from raylm.tune.config import Param, apply_values, parse_space
 from raylm.tune.report import best_trial, write_report
@@ -285,6 +285,7 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         tune.with_parameters(_trial, base=base, data_dir=shards, tune_dir=tune_dir, store=store, metric=tc.metric,
                              gpus_per_trial=tc.gpus_per_trial),
         TRIAL_DRIVER_RESOURCES)
+    parent = None  # the sweep's MLflow run (tracking.backend mlflow); trials are its children
     if resume:
         if not tune.Tuner.can_restore(exp_path):
             raise FileNotFoundError(f"--resume: no sweep to restore at {exp_path}")
@@ -292,6 +293,7 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         tuner = tune.Tuner.restore(exp_path, trainable, resume_unfinished=True, resume_errored=True)
         # Tune keeps the run config (callbacks included) in the experiment state.
     else:
+        track, parent = tracking.tune_callbacks(cfg.tracking, out, C.to_dict(cfg))
         concurrency = tc.max_concurrent_trials or default_concurrency(t, ray.cluster_resources())
         console.say(f"[raylm] tune: {tc.num_samples} samples, scheduler {tc.scheduler}, searcher {tc.searcher}, "
                     f"{concurrency} trials at a time ({t.num_workers} worker(s) x {t.cpus_per_worker} CPU"
@@ -305,10 +307,16 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
                 search_alg=build_searcher(tc, cfg.seed if tc.seed is None else tc.seed, concurrency)),
             run_config=tune.RunConfig(name=tc.name, storage_path=store,
                                       failure_config=tune.FailureConfig(max_failures=0),
-                                      callbacks=[_free_stopped_trials_callback()]),
+                                      callbacks=[_free_stopped_trials_callback(), *track]),
         )
     C.save(cfg, storage.join(sweep_dir, "config.yaml"))  # after the "exists" check: saving creates the folder
-    results = tuner.fit()
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        status = "FINISHED"
+    finally:
+        if parent is not None:
+            parent.end(status)
     records = collect(results, params, tc.metric)
     max_t = tc.max_t or t.max_steps
     best = best_trial(records, tc.metric, tc.mode, max_t)

@@ -15,7 +15,8 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 @pytest.fixture(scope="module")
 def tiny_run(ray_session, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    rc = main(["run", TINY, "--set", f"out={out}"])
+    rc = main(["run", TINY, "--set", f"out={out}", "--set", "tracking.backend=mlflow",
+               "--set", "tracking.tags={team: tests}"])
     assert rc == 0
     return out
 
@@ -113,3 +114,23 @@ def test_bad_inputs_fail_fast_with_one_clear_line(ray_session, tmp_path, capsys)
     empty.write_text("\n\n\n")
     assert main(["data", TINY, "--set", f"out={tmp_path}/e", "--set", f"data.ingest.files.paths=[{empty}]"]) == 2
     assert "Both splits need documents" in capsys.readouterr().err
+
+
+def test_runs_are_tracked_in_mlflow(tiny_run):
+    """tracking.backend mlflow: one run per stage in <out>/mlruns, params = the resolved config,
+    the loop's metrics by step (logged from the driver), artifacts, provenance and user tags."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tiny_run / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("raylm")
+    runs = {r.data.tags["raylm.stage"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"train", "eval"} and all(r.info.status == "FINISHED" for r in runs.values())
+    train = runs["train"]
+    assert train.data.params["train.max_steps"] == "30" and train.data.params["model.size"] == "tiny"
+    assert train.data.tags["team"] == "tests" and train.data.tags["raylm.ray"]
+    steps = [m.step for m in client.get_metric_history(train.info.run_id, "loss")]
+    assert steps == [10, 15, 20, 30]  # every log_interval and every evaluation
+    assert [m.step for m in client.get_metric_history(train.info.run_id, "val_loss")] == [15, 30]
+    assert {a.path for a in client.list_artifacts(train.info.run_id)} >= {"result.json", "config.yaml"}
+    assert runs["eval"].data.metrics["lm.perplexity"] > 1
+    assert {a.path for a in client.list_artifacts(runs["eval"].info.run_id)} >= {"report.md", "report.json"}

@@ -38,7 +38,8 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
         out, tiny_shards, 20,
         # Two good and two hopeless learning rates, in grid order: trials 3 and 4 can only start
         # once trials 1 and 2 have given their CPUs back.
-        "tune.space={train.optim.lr: {grid: [3.0e-3, 1.0e-5, 2.0e-3, 1.0e-5]}}", "tune.num_samples=1")
+        "tune.space={train.optim.lr: {grid: [3.0e-3, 1.0e-5, 2.0e-3, 1.0e-5]}}", "tune.num_samples=1",
+        "tracking.backend=mlflow")
 
     trials = res["trials"]
     assert len(trials) == 4
@@ -59,6 +60,16 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
     assert Path(loaded.out) == sweep_dir / "best"
     assert loaded.train.optim.lr == best["params"]["train.optim.lr"]
     assert Path(loaded.train.data_dir) == Path(tiny_shards).resolve()
+
+    # MLflow: the sweep is a parent run, each trial a child run with its reported metrics.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("raylm").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("raylm.stage") == "tune"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED" and len(children) == 4
+    assert all(c.data.metrics.get("val_loss") for c in children)
 
     # --resume on the finished sweep keeps every trial and trains nothing more.
     lines = {p: len(p.read_text().splitlines()) for p in (tune_dir / "trials").glob("*/metrics.jsonl")}
