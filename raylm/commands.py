@@ -300,7 +300,7 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
                 (d / name).write_bytes(data)
         if tracked:
             tracked.log_rows([{"step": 0, **_numbers(report)}])
-            tracked.client.set_tag(tracked.run_id, "raylm.checkpoint", str(ck))
+            tracked.set_tag("raylm.checkpoint", str(ck))
             tracked.log_artifacts([storage.join(p["eval"], n) for n in ("report.md", "report.json")])
     report_md = storage.join(p["eval"], "report.md")
     if report.get("task") == "classify":

@@ -1,11 +1,12 @@
-"""Experiment tracking: MLflow (or none), logged from the driver.
+"""Experiment tracking: MLflow or Weights & Biases (or none), logged from the driver.
 
     tracking:
-      backend: mlflow            # none | mlflow
+      backend: mlflow            # none | mlflow | wandb
       uri: null                  # null = a SQLite store under <out>/mlruns, artifacts beside it
       project: raylm             # the MLflow experiment
       run_name: null             # null = <out folder>-<stage>
       tags: {team: data}
+      wandb_mode: online         # W&B only: offline writes under <out>/wandb
 
 `raylm train`, `raylm finetune` and `raylm eval` each open one run: its params are the resolved
 config (flattened, dotted keys), its tags the provenance (versions, commit, host, command),
@@ -20,7 +21,8 @@ store, and a cluster whose only shared storage is an object store tracks like a 
 tracking server (`uri: http://...`) works the same way. The default store is SQLite because
 MLflow 3 refuses its plain-file store; it needs `pip install 'raylm[tracking]'`.
 
-Weights & Biases is not implemented yet (`backend: wandb` is refused with that reason).
+`backend: wandb` logs the same to a W&B project (`wandb_mode: offline` keeps runs under
+`<out>/wandb` for `wandb sync`); a sweep's trials form a W&B group (W&B has no parent runs).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,16 +41,19 @@ from raylm import storage
 
 @dataclass
 class TrackingConfig:
-    backend: Literal["none", "mlflow"] = "none"  # where runs are tracked; mlflow needs raylm[tracking]
+    backend: Literal["none", "mlflow", "wandb"] = "none"  # where runs are tracked (needs raylm[tracking])
     uri: str | None = None          # MLflow tracking URI; None = sqlite:///<out>/mlruns/mlflow.db
-    project: str = "raylm"          # the MLflow experiment the runs go to
+    project: str = "raylm"          # the MLflow experiment / the W&B project the runs go to
     run_name: str | None = None     # None = <out folder>-<stage> (a Tune trial: its trial id)
-    tags: dict[str, str] = field(default_factory=dict)  # added to every run
+    tags: dict[str, str] = field(default_factory=dict)  # added to every run (W&B: as "key:value" tags)
+    wandb_mode: Literal["online", "offline"] = "online"  # W&B: offline keeps runs under <out>/wandb
+                                                         # (`wandb sync` uploads them later)
 
     def __post_init__(self):
-        if self.backend not in ("none", "mlflow"):
-            raise ValueError(f"tracking.backend must be none or mlflow, got {self.backend!r} (wandb is not "
-                             "implemented yet)")
+        if self.backend not in ("none", "mlflow", "wandb"):
+            raise ValueError(f"tracking.backend must be none, mlflow or wandb, got {self.backend!r}")
+        if self.wandb_mode not in ("online", "offline"):
+            raise ValueError(f"tracking.wandb_mode must be online or offline, got {self.wandb_mode!r}")
         if not self.project:
             raise ValueError("tracking.project must not be empty")
 
@@ -129,8 +135,55 @@ class MlflowRun:
             if not storage.is_remote(local) and Path(local).is_file():
                 self.client.log_artifact(self.run_id, local)
 
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+class WandbRun:
+    """One Weights & Biases run (wandb.init with reinit="create_new": runs of one process never mix)."""
+
+    def __init__(self, cfg: TrackingConfig, out: str, stage: str, params: dict):
+        from raylm import console, provenance
+
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("tracking.backend is wandb but wandb is not installed: pip install 'raylm[tracking]'") \
+                from None
+        local = storage.location(out)
+        if storage.is_remote(local) and cfg.wandb_mode == "offline":
+            raise ValueError("tracking.wandb_mode offline keeps runs under out, which is on an object store: "
+                             "use wandb_mode online")
+        where = None if storage.is_remote(local) else str(Path(local).resolve())
+        if where:
+            Path(where).mkdir(parents=True, exist_ok=True)
+        name = cfg.run_name or f"{Path(local.rstrip('/')).name}-{stage}"
+        self.run = wandb.init(project=cfg.project, name=name, job_type=stage, dir=where, mode=cfg.wandb_mode,
+                              config={**params, "provenance": provenance.record()},
+                              tags=[stage, *(f"{k}:{v}" for k, v in cfg.tags.items())], reinit="create_new",
+                              settings=wandb.Settings(silent=not console.verbose(), console="off"))
+
+    def log_rows(self, rows: list[dict]) -> None:
+        for r in rows:
+            values = {k: v for k, v in r.items() if k != "step" and isinstance(v, int | float)
+                      and not isinstance(v, bool) and math.isfinite(v)}
+            if values:
+                self.run.log(values, step=int(r.get("step", 0)))
+
+    def log_artifacts(self, paths: list[str]) -> None:
+        for p in paths:
+            local = storage.location(p)
+            if not storage.is_remote(local) and Path(local).is_file():
+                self.run.save(local, base_path=str(Path(local).parent), policy="now")
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.run.summary[key] = value
+
+    def end(self, status: str) -> None:
+        self.run.finish(exit_code={"FINISHED": 0, "KILLED": 130}.get(status, 1))
 
 
 _active: dict = {"run": None}
@@ -148,7 +201,7 @@ def run(cfg: TrackingConfig, out: str, stage: str, params: dict):
     if cfg.backend == "none":
         yield None
         return
-    r = MlflowRun(cfg, out, stage, params)
+    r = (MlflowRun if cfg.backend == "mlflow" else WandbRun)(cfg, out, stage, params)
     _active["run"] = r
     status = "FAILED"
     try:
@@ -163,10 +216,20 @@ def run(cfg: TrackingConfig, out: str, stage: str, params: dict):
 
 
 def tune_callbacks(cfg: TrackingConfig, out: str, params: dict) -> tuple[list, MlflowRun | None]:
-    """Ray Tune logger callbacks for a sweep: one MLflow run per trial, children of a parent run
-    of the sweep (returned, to be ended by the caller)."""
+    """Ray Tune logger callbacks for a sweep: one run per trial; with MLflow, children of a parent
+    run of the sweep (returned, to be ended by the caller); with W&B, one group per sweep."""
     if cfg.backend == "none":
         return [], None
+    if cfg.backend == "wandb":  # W&B has no parent runs: the trials share a group named by the sweep
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        if cfg.wandb_mode == "offline":  # Ray's callback asks for an API key unless WANDB_MODE says offline
+            os.environ["WANDB_MODE"] = "offline"
+        where = storage.location(out)
+        extra = {} if storage.is_remote(where) else {"dir": str(Path(where).resolve())}
+        tags = ["tune-trial", *(f"{k}:{v}" for k, v in cfg.tags.items())]
+        return [WandbLoggerCallback(project=cfg.project, group=f"{Path(where.rstrip('/')).name}-tune",
+                                    mode=cfg.wandb_mode, tags=tags, **extra)], None
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     parent = MlflowRun(cfg, out, "tune", params)

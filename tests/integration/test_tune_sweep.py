@@ -87,9 +87,11 @@ def test_other_schedulers_and_optuna_run_end_to_end(ray_session, tiny_shards, tm
     _, _, res = _sweep(
         out, tiny_shards, 10,
         "tune.space={train.optim.lr: {loguniform: [1.0e-4, 3.0e-3]}, model.dropout: {choice: [0.0, 0.1]}}",
-        "tune.num_samples=3", f"tune.scheduler={scheduler}", f"tune.searcher={searcher}", f"tune.name={scheduler}")
+        "tune.num_samples=3", f"tune.scheduler={scheduler}", f"tune.searcher={searcher}", f"tune.name={scheduler}",
+        "tracking.backend=wandb", "tracking.wandb_mode=offline")
     trials = res["trials"]
     assert len(trials) == 3 and all(t["history"] and not t["error"] for t in trials), trials
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 3  # W&B: one offline run per trial
     for t in trials:
         assert 1.0e-4 <= t["params"]["train.optim.lr"] <= 3.0e-3 and t["params"]["model.dropout"] in (0.0, 0.1)
     assert C.load(RootConfig, res["best_config"]).train.optim.lr == res["best"]["params"]["train.optim.lr"]
