@@ -1,11 +1,19 @@
-"""Tokenizer training (HF tokenizers) and document encoding.
+r"""Tokenizer training (HF tokenizers) and document encoding.
 
-Two kinds, both saved in the standard `tokenizer.json` form that `tokenizers.Tokenizer.from_file`
+Three kinds, all saved in the standard `tokenizer.json` form that `tokenizers.Tokenizer.from_file`
 and `transformers.PreTrainedTokenizerFast(tokenizer_file=...)` read:
 - `bpe`: byte-level BPE (GPT-2 style): every byte is in the alphabet, so nothing is unknown;
+- `word`: HF tokenizers' WordLevel: text split into words (`\w+`), single punctuation marks and
+  whitespace runs (so decoding gives the text back, spaces and newlines included), the
+  `vocab_size` most frequent pieces seen at least `min_frequency` times, `<unk>` for the rest;
 - `char`: one token per Unicode character seen in the kept documents (both splits), plus `<unk>`.
 
-Training a BPE needs the text in one process: `train_bpe` takes at most `sample_bytes` of
+Bits per byte stays comparable across the three: eval divides by the UTF-8 bytes of the text
+(from the manifest), not by tokens. A word vocabulary maps unseen words to one `<unk>`, whose
+probability then covers many strings: its bits per byte flatters it where `<unk>` is frequent
+(keep vocab_size high enough that it is rare).
+
+Training a BPE or word vocabulary needs the text in one process: at most `sample_bytes` of
 training-split text (streamed to the driver, the one single-machine step of `raylm data`;
 the default 200 MB keeps the driver under ~2 GB). The char vocabulary is gathered
 distributedly (per-batch character sets, unioned).
@@ -31,13 +39,18 @@ UNK = "<unk>"
 
 @dataclass
 class TokenizerConfig:
-    kind: Literal["bpe", "char"] = "bpe"  # byte-level BPE or one token per character
-    vocab_size: int = 4096                # BPE target vocabulary incl. 256 bytes + specials; ignored for char
-    min_frequency: int = 2                # BPE: a pair must occur this often to merge
+    kind: Literal["bpe", "word", "char"] = "bpe"  # byte-level BPE, whole words, or one token per character
+    vocab_size: int = 4096                # BPE: target vocabulary incl. 256 bytes + specials; word: at most
+                                          # this many (the most frequent, + <unk>, EOS); ignored for char
+    min_frequency: int = 2                # BPE: a pair must occur this often to merge; word: a word to be kept
     sample_bytes: int = 200_000_000       # max training-split bytes sent to the driver to train BPE
     path: str | None = None               # use this tokenizer.json (or a checkpoint folder's) instead of training one
 
     def __post_init__(self):
+        if self.kind not in ("bpe", "word", "char"):
+            raise ValueError(f"data.tokenizer.kind must be bpe, word or char, got {self.kind!r}")
+        if self.kind == "word" and self.path is None and self.vocab_size < 3:
+            raise ValueError(f"vocab_size {self.vocab_size}: a word vocabulary needs <unk>, {EOS} and a word")
         if self.kind == "bpe" and self.path is None and self.vocab_size < 256 + 1:
             raise ValueError(f"vocab_size {self.vocab_size} is below the 256 byte tokens + "
                              f"{EOS}: byte-level BPE needs at least 257")
@@ -74,6 +87,8 @@ def build_tokenizer(docs, cfg: TokenizerConfig) -> Tokenizer:
         rows = docs.map_batches(char_set, batch_format="pyarrow").take_all()
         return char_tokenizer("".join(r["chars"] for r in rows))
     train = docs.map_batches(_train_texts, batch_format="pyarrow")
+    if cfg.kind == "word":
+        return train_word(_sample_texts(train, cfg.sample_bytes), cfg)
     return train_bpe(_sample_texts(train, cfg.sample_bytes), cfg)
 
 
@@ -106,6 +121,26 @@ def train_bpe(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
         raise ValueError(f"data.tokenizer.vocab_size={cfg.vocab_size} cannot be reached: the training "
                          f"text only supports {got} tokens (min_frequency={cfg.min_frequency}); "
                          f"lower vocab_size, lower min_frequency or add text")
+    return tok
+
+
+# Words, single punctuation marks and whitespace runs: every character belongs to a piece, so the
+# Fuse decoder (concatenation) gives the text back exactly for in-vocabulary pieces.
+WORD_PIECES = r"\w+|[^\w\s]|\s+"
+
+
+def train_word(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """A word-level tokenizer (HF WordLevel) of the `cfg.vocab_size` most frequent pieces of
+    `texts` seen at least `cfg.min_frequency` times, with `<unk>` and the EOS token."""
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PIECES), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    trainer = trainers.WordLevelTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=[UNK, EOS], show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() <= 2:
+        raise ValueError(f"data.tokenizer: no word occurs {cfg.min_frequency} times in the training text; "
+                         f"lower min_frequency or add text")
     return tok
 
 
