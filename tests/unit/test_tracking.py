@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from raylm import tracking
@@ -110,7 +112,11 @@ def test_a_wandb_offline_run_logs_config_rows_and_files(tmp_path):
         r.log_artifacts([str(out / "result.json")])
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    history, config, files = wandb_records(runs[0])
+    # wandb-core (its own process) may still be writing the .wandb file when finish() returns
+    deadline = time.monotonic() + 20
+    while len((history := wandb_records(runs[0]))[0]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    history, config, files = history
     assert [(h["_step"], h["loss"]) for h in history] == [(10, 2.5), (20, 2.0)]
     assert "early_stopped" not in history[0]
     assert config["train"]["optim"]["lr"] == 0.001 and config["provenance"]["raylm"]
