@@ -147,7 +147,10 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
     m = result["metrics"] or {}
     console.summary(f"[raylm] {stage} done at step {m.get('step')}: val loss {m.get('val_loss', float('nan')):.4f} "
           f"(perplexity {m.get('val_ppl', float('nan')):.2f}); checkpoint {result['checkpoint']}; "
-          f"TensorBoard: tensorboard --logdir {storage.join(p[stage], 'tb')}")
+          f"TensorBoard: tensorboard --logdir {storage.join(p[stage], 'tb')}"
+          + (f"; {m['device_hours']:.3g} device-hours, {m['energy_kwh']:.3g} kWh ({m['energy_method']}"
+             f"{', an estimate from rated power' if m['energy_method'] == 'rated' else ''})"
+             if "energy_kwh" in m else ""))
     return result
 
 

@@ -26,7 +26,10 @@ def evaluate(cfg: EvalConfig, ft, checkpoint: str, data_dir: str, seed: int,
     from raylm.eval import lm
     from raylm.train.checkpoint import fetch
 
+    from raylm import energy
+
     torch.set_num_threads(cfg.threads or max(1, int(cfg.cpus)))
+    power = energy.Meter(0 if cfg.use_gpu and torch.cuda.is_available() else None, max(1, int(cfg.cpus)))
     ck = fetch(checkpoint, storage.scratch(scratch, "checkpoints"))
     with tempfile.TemporaryDirectory(prefix="raylm-eval-") as d:
         if json.loads((Path(ck) / "model.json").read_text()).get("task") == "classify":
@@ -37,6 +40,10 @@ def evaluate(cfg: EvalConfig, ft, checkpoint: str, data_dir: str, seed: int,
             local = shards.localize(data_dir, (cfg.split,), storage.scratch(scratch))
             report = lm.run(cfg, ck, local, d, seed, device="cuda" if cfg.use_gpu else "cpu",
                             source=checkpoint, data_source=data_dir)
+        report["energy"] = power.reading()  # this task's devices, from start to the report
+        saved = Path(d) / "report.json"
+        if saved.is_file():
+            saved.write_text(json.dumps({**json.loads(saved.read_text()), "energy": report["energy"]}, indent=2))
         files = {str(p.relative_to(d)): p.read_bytes() for p in sorted(Path(d).rglob("*")) if p.is_file()}
     try:  # where it ran (placement), beside the report the driver writes
         import ray

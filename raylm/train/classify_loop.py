@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raylm import atomic, interrupt, provenance, storage
+from raylm import atomic, energy, interrupt, provenance, storage
 from raylm.eval.classify import all_reduce_confusion, confusion_matrix, metrics_from_confusion, write_report
 from raylm.model.gpt import GPTConfig
 from raylm.train import checkpoint as ckpt
@@ -35,7 +35,7 @@ from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier
                                   load_classifier_weights, param_groups, save_classifier)
 from raylm.train.launch import launch, raise_if_stopped
 from raylm.train.loop import (Eta, agree, all_mean, autocast_for, begin_step, drop_unreported_checkpoints,
-                              optimizer_step, progress, setup_device)
+                              energy_so_far, optimizer_step, progress, setup_device)
 from raylm.train.optim import build_optimizer
 from raylm.train.parallel import load_optimizer_state, no_grad_sync, parallelize
 from raylm.train.session import LocalSession, resume, say
@@ -250,6 +250,7 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
     metrics: dict = {}
     t0 = time.perf_counter()
     eta = Eta(state.step, cfg.max_steps)
+    power = energy.Meter(p.device.index or 0 if p.device.type == "cuda" else None, cfg.cpus_per_worker)
     while state.step < cfg.max_steps and not state.done:
         lr, loss, gnorm = _train_step(p, tr_ids, tr.labels, weight, state.step)
         state.step = step = state.step + 1
@@ -276,6 +277,8 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
                 state.bad_evals += 1
             state.done = 0 < cfg.early_stopping_patience <= state.bad_evals
             metrics.update(best_val=state.best, best_step=state.best_step, early_stopped=state.done)
+        if is_eval:
+            metrics.update(energy_so_far(power, session.world, p.device))
         if is_eval:
             # a resumed run needs the best weights too, when they are not the current ones
             extra = {"best.safetensors": best_weights} if best_weights and state.best_step != step else None

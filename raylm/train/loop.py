@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from raylm import console, storage
+from raylm import console, energy, storage
 from raylm.data import shards
 from raylm.data.shards import read_manifest
 from raylm.model.gpt import GPT, GPTConfig
@@ -128,6 +128,14 @@ def agree(flag: bool, device) -> bool:
 def improved(value: float, best: float, min_delta: float) -> bool:
     """Lower is better: `value` beats `best` by more than `min_delta`."""
     return value < best - min_delta
+
+
+def energy_so_far(power: energy.Meter, world: int, device) -> dict:
+    """Device-hours and kWh of every worker since this process's loop began (a collective: call
+    it on every rank at an evaluation), and how they were had (energy.py)."""
+    r = power.reading()
+    h, e = all_mean([r["device_hours"], r["energy_kwh"]], device)
+    return {"device_hours": h * world, "energy_kwh": e * world, "energy_method": r["energy_method"]}
 
 
 class Eta:
@@ -317,6 +325,7 @@ def train_worker(run: LMRun, session=None) -> dict:
     loader = Loader(train_w, cfg.batch_size, rank, world, state=state.data)
     tb = open_tensorboard(str(storage.work_dir(run.tb_dir, run.scratch))) if rank == 0 and run.tb_dir else None
     meter = Throughput(raw, cfg, world, device)
+    power = energy.Meter(device.index or 0 if device.type == "cuda" else None, cfg.cpus_per_worker)
 
     def validate() -> float:
         return evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast)
@@ -352,7 +361,8 @@ def train_worker(run: LMRun, session=None) -> dict:
                     state.bad_evals += 1
                 stop = 0 < cfg.early_stopping_patience <= state.bad_evals
             metrics.update(val_loss=val, val_ppl=math.exp(min(val, 50)), best_val_loss=state.best_val,
-                           early_stopped=stop, **({"interrupted": True} if halt else {}))
+                           early_stopped=stop, **({"interrupted": True} if halt else {}),
+                           **energy_so_far(power, world, device))
             ckpt_dir = _checkpoint(run, local, model, raw, optimizer, model_cfg, state, rank, val)
             meter.restart()
         if rank == 0:

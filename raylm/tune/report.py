@@ -101,6 +101,17 @@ def _plots(records: list[dict], out_dir: Path, metric: str, max_t: int) -> list[
     return names
 
 
+def energy_total(records: list[dict]) -> dict | None:
+    """Device-hours and kWh summed over trials (each trial's last evaluation is cumulative), with
+    the methods used (energy.py); None when no trial reported energy."""
+    last = [next((h for h in reversed(r["history"]) if "energy_kwh" in h), None) for r in records]
+    last = [h for h in last if h is not None]
+    if not last:
+        return None
+    return {"device_hours": sum(h["device_hours"] for h in last), "energy_kwh": sum(h["energy_kwh"] for h in last),
+            "methods": sorted({h.get("energy_method", "?") for h in last}), "trials": len(last)}
+
+
 def write_report(records: list[dict], out_dir: str | Path, metric: str, mode: str, max_t: int,
                  best: dict | None) -> Path:
     """Write <out_dir>/report.md (+ PNGs): per-trial table, stops, curves, parameter plots, best."""
@@ -119,6 +130,12 @@ def write_report(records: list[dict], out_dir: str | Path, metric: str, mode: st
         lines += ["**No trial produced a result.**", ""]
     lines += [f"Steps trained: {used} of {full} ({used / full:.0%} of running every trial to {max_t} steps); "
               f"{len(stopped)} trial(s) stopped early." if full else "No steps trained.", ""]
+    spent = energy_total(records)
+    if spent:
+        how = ", ".join(spent["methods"])
+        lines += [f"Compute over {spent['trials']} trial(s): {spent['device_hours']:.4g} device-hours, "
+                  f"{spent['energy_kwh']:.4g} kWh ({how}{': an estimate from rated power' if how == 'rated' else ''}).",
+                  ""]
     lines += ["| trial | " + " | ".join(keys) + f" | last step | final {metric} | best {metric} | status |",
               "|---" * (len(keys) + 5) + "|"]
     sign = 1 if mode == "min" else -1

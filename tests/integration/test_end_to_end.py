@@ -37,6 +37,10 @@ def test_run_produces_shards_checkpoint_and_report(tiny_run):
     assert len(report["samples"]) == 2 - report["safeguard"]["withheld"]
     assert (tiny_run / "eval" / "human" / "sheet.html").exists() and (tiny_run / "eval" / "human" / "key.json").exists()
     assert (tiny_run / "config.yaml").exists() and (tiny_run / "train" / "config.yaml").exists()
+    # compute and energy: device-hours of both workers' CPUs, kWh, and how it was had
+    assert result["metrics"]["device_hours"] > 0 and result["metrics"]["energy_kwh"] > 0
+    assert result["metrics"]["energy_method"] in ("rated", "rapl", "nvml")
+    assert report["energy"]["device_hours"] > 0 and report["energy"]["energy_method"] in ("rated", "rapl", "nvml")
     # provenance: versions, code, command, host in every result and saved config
     for rec in (result, report):
         assert rec["provenance"]["ray"] and rec["provenance"]["torch"] and rec["provenance"]["host"]
