@@ -265,16 +265,6 @@ def _tokenizer_of(ck: Path, cfg: RootConfig) -> str:
     raise FileNotFoundError(f"{ck} holds no tokenizer.json and its shards are gone: cannot decode its tokens")
 
 
-def _numbers(tree, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of a report, as dotted keys (lm.perplexity, test.accuracy, ...)."""
-    if isinstance(tree, dict):
-        out: dict[str, float] = {}
-        for k, v in tree.items():
-            out.update(_numbers(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: tree} if isinstance(tree, int | float) and not isinstance(tree, bool) else {}
-
-
 def evaluate(args, cfg: RootConfig | None = None) -> dict:
     """The run's newest checkpoint (or eval.checkpoint): a language model on the validation
     shards, or a classifier on finetune.test_file (else val_file). Runs as a Ray task
@@ -302,7 +292,7 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
                 (d / name).parent.mkdir(parents=True, exist_ok=True)
                 (d / name).write_bytes(data)
         if tracked:
-            tracked.log_rows([{"step": 0, **_numbers(report)}])
+            tracked.log_rows([{"step": 0, **outputs.flatten(report)}])  # log_rows keeps the numbers
             tracked.set_tag("raylm.checkpoint", str(ck))
             tracked.log_artifacts([storage.join(p["eval"], n) for n in ("report.md", "report.json")])
     report_md = storage.join(p["eval"], "report.md")

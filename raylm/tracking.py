@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from raylm import storage
+from raylm.outputs import flatten
 
 
 @dataclass
@@ -56,15 +57,6 @@ class TrackingConfig:
             raise ValueError(f"tracking.wandb_mode must be online or offline, got {self.wandb_mode!r}")
         if not self.project:
             raise ValueError("tracking.project must not be empty")
-
-
-def _flat(tree, prefix: str = "") -> dict[str, str]:
-    if isinstance(tree, dict):
-        out: dict[str, str] = {}
-        for k, v in tree.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: str(tree)}
 
 
 def store(cfg: TrackingConfig, out: str) -> tuple[str, str | None]:
@@ -106,7 +98,7 @@ class MlflowRun:
 
         self.client, exp_id, self.uri = _client(cfg, out)
         prov = provenance.record()
-        tags = {**{f"raylm.{k}": str(v) for k, v in _flat(prov).items()}, "raylm.stage": stage, **cfg.tags}
+        tags = {**{f"raylm.{k}": str(v) for k, v in flatten(prov).items()}, "raylm.stage": stage, **cfg.tags}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         name = cfg.run_name or f"{Path(storage.location(out).rstrip('/')).name}-{stage}"
@@ -116,7 +108,7 @@ class MlflowRun:
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, v[:6000]) for k, v in _flat(params).items()]
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
