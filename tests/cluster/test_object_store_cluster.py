@@ -10,7 +10,6 @@ from its S3 checkpoint and ends where an uninterrupted run ends.
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import pytest
 from raylm import cli, outputs
 
 pytest.importorskip("moto")
+
+from moto_s3 import moto_s3  # noqa: E402 -- tests/moto_s3.py, after the skip
 pytestmark = pytest.mark.network
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,23 +29,8 @@ BUCKET = "raylm-cluster"
 
 @pytest.fixture
 def s3(monkeypatch):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(k, v)  # before the cluster starts: every raylet and worker inherits them
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
+    with moto_s3(BUCKET, monkeypatch) as client:
+        yield client
 
 
 def _manifest_shas(manifest: dict) -> dict[str, str]:

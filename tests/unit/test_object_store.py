@@ -4,12 +4,13 @@ No Ray: the listing and per-file readers are what each Ray task runs."""
 
 from __future__ import annotations
 
-import socket
 
 import objstore_checks  # tests/unit/objstore_checks.py: the checks the gs:// twin runs too
 import pytest
 
 pytest.importorskip("moto")
+
+from moto_s3 import moto_s3  # noqa: E402 -- tests/moto_s3.py, after the skip
 pytestmark = pytest.mark.network  # a local S3 server on 127.0.0.1
 
 BUCKET = "raylm-test"
@@ -17,26 +18,10 @@ BUCKET = "raylm-test"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
     mp = pytest.MonkeyPatch()
-    for k, v in env.items():
-        mp.setenv(k, v)
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
+    with moto_s3(BUCKET, mp) as client:
+        yield client
     mp.undo()
-    server.stop()
 
 
 def _put(s3):
