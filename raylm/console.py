@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
-_state = {"level": NORMAL}
+_state = {"level": NORMAL, "live": ""}  # live: the progress line now drawn on the terminal, if any
+_lock = threading.Lock()              # the progress thread and the main thread share stdout
+_CLEAR = "\r\x1b[K"                    # carriage return + erase to the end of the line
 
 
 def set_level(level: int) -> None:
@@ -31,9 +34,36 @@ def verbose() -> bool:
 
 
 def say(line: str, summary: bool = False) -> None:
-    """One raylm line on stdout; under -q only `summary` lines (final results, where outputs are)."""
+    """One raylm line on stdout; under -q only `summary` lines (final results, where outputs are).
+    A live progress line on the terminal is erased first and drawn again below it."""
     if summary or _state["level"] >= NORMAL:
-        print(line, flush=True)
+        with _lock:
+            live_line = _state["live"]
+            print((_CLEAR if live_line else "") + line, flush=True)
+            if live_line:
+                sys.stdout.write(live_line)
+                sys.stdout.flush()
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def live(line: str) -> None:
+    """Draw `line` in place of the current live line (terminals only: raylm.progress decides)."""
+    with _lock:
+        sys.stdout.write(_CLEAR + line)
+        sys.stdout.flush()
+        _state["live"] = line
+
+
+def end_live() -> None:
+    """Erase the live line, if one is drawn."""
+    with _lock:
+        if _state["live"]:
+            sys.stdout.write(_CLEAR)
+            sys.stdout.flush()
+            _state["live"] = ""
 
 
 def duration(seconds: float) -> str:
@@ -72,14 +102,13 @@ def step_line(tag: str, metrics: dict, max_steps: int, eta_s: float | None) -> s
 
 
 def quiet_ray_data() -> None:
-    """Ray Data on this driver at the current level: progress bars on a terminal (one per dataset,
-    not per operator) unless -q, everything with -v, and its INFO logs (execution plans, the
-    periodic progress blocks written when not on a terminal) only with -v."""
+    """Ray Data on this driver at the current level: its progress bars (raylm.progress draws
+    raylm's own line instead) and INFO logs (execution plans, the periodic progress blocks
+    written when not on a terminal) only with -v."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    tty = sys.stderr.isatty()
-    ctx.enable_progress_bars = verbose() or (tty and _state["level"] >= NORMAL)
+    ctx.enable_progress_bars = verbose()
     ctx.enable_operator_progress_bars = verbose()
     if not verbose():
         logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raylm import atomic, console, storage
+from raylm import atomic, console, progress, storage
 from raylm.config import ConfigError, dump
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
@@ -231,14 +231,27 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
 
     # 1. Ingest + stages, read once: stats, tokenizer and shards reuse them. Dropped rows are kept
     # for the stats, without their text, so the object store holds the kept documents' text only.
-    ds = documents(cfg, out, seed).map_batches(blank_dropped, batch_format="pyarrow").materialize()
-    report = _report(ds, cfg.steps)
-    docs = ds.map_batches(_kept, batch_format="pyarrow")
-    # 2. Tokenizer, 3. shards. stats.json before the manifest: the manifest is written last, its
-    # presence means "complete".
-    tok = build_tokenizer(docs, cfg.tokenizer)
-    log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, tok.get_vocab_size())
-    metas = shards.write_all(docs, tok, shard_dir, cfg.shards, seed)
+    # Their tasks count into `tally`; raylm.progress prints a live line per phase from it.
+    import ray
+
+    tally = progress.tally()
+    try:
+        stages = plan(cfg.steps)
+        total_files = input_count(cfg.ingest)
+        line = lambda snap, t: progress.documents_line(snap, stages, total_files, t)  # noqa: E731
+        with progress.Live(progress.reader(tally), line):
+            ds = (documents(cfg, out, seed, tally).map_batches(blank_dropped, batch_format="pyarrow")
+                  .materialize())
+        report = _report(ds, cfg.steps)
+        docs = ds.map_batches(_kept, batch_format="pyarrow")
+        # 2. Tokenizer, 3. shards. stats.json before the manifest: the manifest is written last,
+        # its presence means "complete".
+        tok = build_tokenizer(docs, cfg.tokenizer)
+        log.info("tokenizer: %s, vocab %d", cfg.tokenizer.kind, tok.get_vocab_size())
+        metas = shards.write_all(docs, tok, shard_dir, cfg.shards, seed, tally=tally,
+                                 total_docs=report["documents_kept"])
+    finally:
+        ray.kill(tally)
     report["seconds"] = round(time.time() - t0, 2)
     atomic.write_text(storage.join(out, "stats.json"), json.dumps(report, indent=2))
     path = shards.write_manifest(
@@ -252,17 +265,38 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
     return m
 
 
-def documents(cfg: DataConfig, out: str | Path, seed: int):
+def documents(cfg: DataConfig, out: str | Path, seed: int, tally=None):
     """Ingest, then every stage of `plan(cfg.steps)`: a lazy Dataset, one row per document.
 
     Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
+    With `tally` (raylm.progress), rows are counted after ingest (and their distinct files) and
+    after each stage.
     """
     ctx = StageContext(out=storage.location(out), seed=seed)
-    ds = ingest(cfg.ingest, ctx.out).map_batches(stats.add_stage_bytes, fn_args=("ingest",), batch_format="pyarrow")
+    ds = ingest(cfg.ingest, ctx.out).map_batches(_after_stage, fn_args=("ingest", tally), batch_format="pyarrow")
     for name in plan(cfg.steps):
         ds = stage_function(name)(ds, getattr(cfg, name), ctx)
-        ds = ds.map_batches(stats.add_stage_bytes, fn_args=(name,), batch_format="pyarrow")
+        ds = ds.map_batches(_after_stage, fn_args=(name, tally), batch_format="pyarrow")
     return ds
+
+
+def _after_stage(batch: pa.Table, stage: str, tally) -> pa.Table:
+    progress.count(batch, tally, stage, distinct="uri" if stage == "ingest" else None)
+    return stats.add_stage_bytes(batch, stage)
+
+
+def input_count(cfg: IngestConfig) -> int | None:
+    """How many inputs ingest reads (files, WARC files, crawl pages at most); None when a crawl
+    has no page limit. Lists the paths again on the driver (names only)."""
+    from raylm.data.ingest import files, warc
+
+    n = len(files.expand_paths(cfg.files.paths)) if cfg.files.paths else 0
+    n += len(warc.expand_paths(cfg.warc.paths)) if cfg.warc.paths else 0
+    if cfg.crawl.seeds or cfg.crawl.sitemap:
+        if not cfg.crawl.max_pages:
+            return None
+        n += cfg.crawl.max_pages
+    return n or None
 
 
 def _report(ds, steps: list[str]) -> dict:

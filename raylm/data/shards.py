@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from raylm import atomic, storage
+from raylm import atomic, progress, storage
 from raylm.data.tokenize import EOS, Encoder, encode, token_dtype
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,17 @@ def tokenizer_fields(tok: Tokenizer) -> dict:
             "tokenizer": TOKENIZER}
 
 
-def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int) -> list[dict]:
+def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int, tally=None,
+              total_docs: int = 0) -> list[dict]:
     """Ray Data shell: tokenizer.json, then encode `docs` (a Dataset of kept documents with `split`),
     count tokens per split, assign shards, write each shard in one task. Returns the shards'
     metadata rows; the caller writes the manifest of them last (`write_manifest`).
 
     Only counts and metadata rows reach the driver. RAYLM_SHARD_PAUSE_S (read here, on the
     driver; 0 = off) holds each writing task after its shard is done: a fault-injection hook so
-    tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards."""
+    tests/integration/test_data_kill_rerun.py can SIGKILL a run between finished shards.
+    With `tally` (raylm.progress), encoded documents and written shards are counted and shown
+    against `total_docs` and the shard count."""
     import ray
 
     out_dir = storage.location(out_dir)
@@ -139,18 +142,29 @@ def write_all(docs, tok: Tokenizer, out_dir: str, cfg: ShardConfig, seed: int) -
     atomic.write_text(storage.join(out_dir, TOKENIZER), tok_json)
     # Tasks, not an actor pool: the tokenizer (put in the object store once) is parsed once per
     # worker process (Encoder.cached); no actor holds constructor arguments it could lose.
-    enc = docs.map_batches(encode, fn_args=(ray.put(tok_json), INDEX_COLUMNS), batch_format="pyarrow",
-                           num_cpus=0.5).materialize()
-    tokens: dict[str, int] = {}
-    for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
-        tokens[r["split"]] = tokens.get(r["split"], 0) + r["n"]
-    n_shards = shard_counts(tokens, cfg)
-    dtype = tokenizer_fields(tok)["dtype"]
-    pause_s = float(os.environ.get("RAYLM_SHARD_PAUSE_S", "0"))
-    rows = (enc.map_batches(add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
-            .groupby("shard", num_partitions=sum(n_shards.values()))
-            .map_groups(_write_paused, fn_args=(str(out_dir), dtype, pause_s), batch_format="pyarrow").take_all())
+    known: dict[str, int] = {}
+    line = lambda snap, t: progress.shards_line(snap, total_docs, known.get("shards"), t)  # noqa: E731
+    with progress.Live(progress.reader(tally), line):
+        enc = docs.map_batches(_encode_counted, fn_args=(ray.put(tok_json), INDEX_COLUMNS, tally),
+                               batch_format="pyarrow", num_cpus=0.5).materialize()
+        tokens: dict[str, int] = {}
+        for r in enc.map_batches(_token_sums, batch_format="pyarrow").take_all():
+            tokens[r["split"]] = tokens.get(r["split"], 0) + r["n"]
+        n_shards = shard_counts(tokens, cfg)
+        known["shards"] = sum(n_shards.values())
+        dtype = tokenizer_fields(tok)["dtype"]
+        pause_s = float(os.environ.get("RAYLM_SHARD_PAUSE_S", "0"))
+        rows = (enc.map_batches(add_shard, fn_args=(n_shards, seed), batch_format="pyarrow")
+                .groupby("shard", num_partitions=sum(n_shards.values()))
+                .map_groups(_write_paused, fn_args=(str(out_dir), dtype, pause_s, tally), batch_format="pyarrow")
+                .take_all())
     return [dict(r) for r in rows]
+
+
+def _encode_counted(batch: pa.Table, tok_json: str, columns, tally) -> pa.Table:
+    out = encode(batch, tok_json, columns)
+    progress.count(batch, tally, "encoded")
+    return out
 
 
 def write_local(docs: pa.Table, tok: Tokenizer, out_dir: str | Path, cfg: ShardConfig | None = None,
@@ -179,9 +193,11 @@ def _token_sums(batch: pa.Table) -> pa.Table:
     return pa.table({"split": g["split"], "n": pc.cast(g["n_tokens_sum"], pa.int64())})
 
 
-def _write_paused(group: pa.Table, out_dir: str, dtype: str, pause_s: float) -> pa.Table:
+def _write_paused(group: pa.Table, out_dir: str, dtype: str, pause_s: float, tally=None) -> pa.Table:
     """`write_shard`, then wait `pause_s` seconds (the fault-injection hook of `write_all`)."""
     meta = write_shard(group, out_dir, dtype)
+    if tally is not None:
+        tally.add.remote("written", 1)
     if pause_s > 0:
         time.sleep(pause_s)
     return meta
