@@ -217,7 +217,8 @@ def augment(table: pa.Table, cfg: AugmentConfig | None = None) -> pa.Table:
             res = augment_text(row["text"], row["id"], c, cfg)
             if res is None:
                 continue
-            new_rows.append({**row, "id": aug_id(row["id"], c), "text": res[0],
+            new_rows.append({**row, **{k: 0 for k in row if k.startswith("_bytes_")},  # earlier stages
+                             "id": aug_id(row["id"], c), "text": res[0],             # counted the original
                              "augmented_from": row["id"], "augment_op": res[1]})
     n = table.num_rows
     out = table.append_column("augmented_from", pa.nulls(n, pa.string())).append_column(

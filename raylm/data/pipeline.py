@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
+import yaml
 
 from raylm import atomic, console, progress, storage
-from raylm.config import ConfigError, dump
+from raylm.config import ConfigError, to_dict
 from raylm.data import shards, stats
 from raylm.data.augment import AugmentConfig
 from raylm.data.content import ContentConfig
@@ -44,7 +45,7 @@ from raylm.data.langid import LangIdConfig
 from raylm.data.normalise import NormaliseConfig
 from raylm.data.pii import PiiConfig
 from raylm.data.quality import QualityConfig
-from raylm.data.schema import DOC_COLUMNS, conform, kept_mask
+from raylm.data.schema import DOC_COLUMNS, conform, doc_id, kept_mask
 from raylm.data.shards import ShardConfig
 from raylm.data.split import SplitConfig
 from raylm.data.tokenize import TokenizerConfig, build_tokenizer, load_tokenizer
@@ -57,6 +58,28 @@ class IngestConfig:
     files: FilesConfig = field(default_factory=FilesConfig)  # txt / jsonl / parquet inputs
     warc: WarcConfig = field(default_factory=WarcConfig)     # WARC / WET files (used when paths given)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)  # web crawl (used when seeds/sitemap given)
+    # More file inputs, each a named source (same keys as `files`), e.g. {wiki: {paths: [...],
+    # format: mediawiki}, books: {...}}: the name is the documents' `source` (the three above are
+    # `file`, `warc`, `crawl`), which data.mix weights and the manifest counts per source.
+    sources: dict[str, FilesConfig] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, src in self.sources.items():
+            if name in BUILTIN_SOURCES or not name.replace("_", "").replace("-", "").isalnum():
+                raise ConfigError(f"data.ingest.sources.{name}: a source name is letters, digits, _ and -, "
+                                  f"and not {', '.join(BUILTIN_SOURCES)}")
+            if not src.paths:
+                raise ConfigError(f"data.ingest.sources.{name}.paths is empty: name its input files")
+
+    def source_names(self) -> list[str]:
+        """The sources this config reads, in ingest order."""
+        names = ["file"] if self.files.paths else []
+        names += ["warc"] if self.warc.paths else []
+        names += ["crawl"] if self.crawl.seeds or self.crawl.sitemap else []
+        return names + list(self.sources)
+
+
+BUILTIN_SOURCES = ("file", "warc", "crawl")
 
 
 @dataclass
@@ -76,6 +99,9 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    # Source -> weight of its training documents, by seeded repetition after dedup and the split
+    # (2 = twice, 0.5 = half, 0 = none; unnamed sources 1; validation untouched): raylm/data/mix.py.
+    mix: dict[str, float] = field(default_factory=dict)
     # Node labels every data task and actor needs (Ray Data's execution label selector), e.g.
     # {raylm-role: data} to keep data stages off GPU nodes; {} = any node. Placement only:
     # not part of the output fingerprint.
@@ -95,6 +121,18 @@ class DataConfig:
         if "augment" in steps and steps[-1] != "augment":
             raise ConfigError("data.steps: augment must be the last stage (it runs after dedup and the "
                               "train/val split, on the train split only)")
+        if self.mix or "mix" in steps:
+            from raylm.data import mix
+
+            if not self.mix:
+                raise ConfigError("data.steps: mix is listed but data.mix names no source weights")
+            try:
+                mix.check(self.mix, self.ingest.source_names())
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            order = plan(steps, mix=True)
+            if order.index("mix") < order.index("split"):
+                raise ConfigError("data.steps: mix must come after split (it weights the train split only)")
         if "decontam" in steps and not self.decontam.paths:
             raise ConfigError("data.steps: decontam is listed but data.decontam.paths is empty: name the "
                               "benchmark files whose text must not be trained on")
@@ -114,6 +152,7 @@ STEPS: dict[str, str] = {
     "pii": "raylm.data.pii:run",               # redact e-mail, phone, IP, card, SSN, IBAN
     "dedup": "raylm.data.dedup.stage:run",     # exact + MinHash near-duplicates (workdir: <out>/dedup)
     "split": "raylm.data.split:run",           # train / val by a seeded hash of the id (ctx.seed)
+    "mix": "raylm.data.mix:run",               # data.mix: source weights on the train split (after split)
     "augment": "raylm.data.augment:run",       # train split only; always last
 }
 
@@ -126,19 +165,34 @@ class StageContext:
     seed: int   # the run's seed: randomness that every worker must agree on derives from it
 
 
-def plan(steps: list[str]) -> list[str]:
+def plan(steps: list[str], mix: bool = False) -> list[str]:
     """The stages a run executes, in order: `steps` (data.steps, validated by DataConfig) with the
-    split where it always ran when unlisted: just before augment, else last. Resolved at run time,
-    so the saved config (and its fingerprint) is what the user wrote."""
+    split where it always ran when unlisted: just before augment, else last; with `mix` (data.mix
+    set) the mix stage right after the split when unlisted. Resolved at run time, so the saved
+    config (and its fingerprint) is what the user wrote."""
     if "split" in steps:
-        return list(steps)
-    if "augment" in steps:
-        return [*steps[:-1], "split", "augment"]  # augment is last (checked)
-    return [*steps, "split"]
+        order = list(steps)
+    elif "augment" in steps:
+        order = [*steps[:-1], "split", "augment"]  # augment is last (checked)
+    else:
+        order = [*steps, "split"]
+    if mix and "mix" not in order:
+        order.insert(order.index("split") + 1, "mix")
+    return order
+
+
+def stages_of(cfg: DataConfig) -> list[str]:
+    """`plan` of a data config."""
+    return plan(cfg.steps, mix=bool(cfg.mix))
 
 
 def fingerprint(cfg: DataConfig, seed: int) -> str:
-    return hashlib.sha256(f"{seed}\n{dump(replace(cfg, label_selector={}))}".encode()).hexdigest()[:16]
+    tree = to_dict(replace(cfg, label_selector={}))
+    for parent, key in ((tree, "mix"), (tree["ingest"], "sources")):  # fields newer than most outputs:
+        if not parent[key]:                                              # unset, they leave the
+            del parent[key]                                              # fingerprint as it was
+    return hashlib.sha256(f"{seed}\n{yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)}"
+                          .encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -183,21 +237,23 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
             raise PermissionError(f"{key}: {uri} is not readable")
 
     ing = cfg.ingest
-    if ing.files.paths:
-        files.check_unknown(ing.files)  # files the extension does not type: an error unless skipped
-    for key, paths, expand in (("data.ingest.files.paths", ing.files.paths, files.expand_paths),
-                               ("data.ingest.warc.paths", ing.warc.paths, warc.expand_paths)):
+    file_inputs = [("data.ingest.files", ing.files)] if ing.files.paths else []
+    file_inputs += [(f"data.ingest.sources.{name}", fc) for name, fc in ing.sources.items()]
+    for _, fc in file_inputs:
+        files.check_unknown(fc)  # files the extension does not type: an error unless skipped
+    for key, paths, expand in ([(f"{k}.paths", fc.paths, files.expand_paths) for k, fc in file_inputs]
+                               + [("data.ingest.warc.paths", ing.warc.paths, warc.expand_paths)]):
         for uri in expand(paths) if paths else []:  # listed, so they exist
             readable(key, uri)
     if cfg.tokenizer.path:
         load_tokenizer(cfg.tokenizer.path)  # a small JSON file, read again by the run
-    if "decontam" in plan(cfg.steps):
+    if "decontam" in stages_of(cfg):
         for p in cfg.decontam.paths:
             fs, where = resolve(p)
             if fs.get_file_info(where).type != FileType.File:
                 raise FileNotFoundError(f"data.decontam.paths: {p} does not exist")
             readable("data.decontam.paths", p)
-    if "dedup" in plan(cfg.steps) and cfg.dedup.previous:
+    if "dedup" in stages_of(cfg) and cfg.dedup.previous:
         for prev in cfg.dedup.previous:
             if not Path(prev).is_dir():
                 raise FileNotFoundError(f"data.dedup.previous: {prev} does not exist")
@@ -225,7 +281,7 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
     for d in (out, shard_dir):
         atomic.sweep(d)
     t0 = time.time()
-    if not set(plan(cfg.steps)) - {"split", "augment"}:
+    if not set(stages_of(cfg)) - {"split", "mix", "augment"}:
         console.say("[raylm] data.steps lists no cleaning stage: documents are tokenized as ingested (no extraction, "
               "normalisation, quality, PII or dedup)")
 
@@ -236,13 +292,13 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
 
     tally = progress.tally()
     try:
-        stages = plan(cfg.steps)
+        stages = stages_of(cfg)
         total_files = input_count(cfg.ingest)
         line = lambda snap, t: progress.documents_line(snap, stages, total_files, t)  # noqa: E731
         with progress.Live(progress.reader(tally), line):
             ds = (documents(cfg, out, seed, tally).map_batches(blank_dropped, batch_format="pyarrow")
                   .materialize())
-        report = _report(ds, cfg.steps)
+        report = _report(ds, [s for s in stages_of(cfg) if s in cfg.steps or s == "mix"])
         docs = ds.map_batches(_kept, batch_format="pyarrow")
         # 2. Tokenizer, 3. shards. stats.json before the manifest: the manifest is written last,
         # its presence means "complete".
@@ -266,7 +322,7 @@ def _run(cfg: DataConfig, out: str, seed: int) -> dict:
 
 
 def documents(cfg: DataConfig, out: str | Path, seed: int, tally=None):
-    """Ingest, then every stage of `plan(cfg.steps)`: a lazy Dataset, one row per document.
+    """Ingest, then every stage of `stages_of(cfg)`: a lazy Dataset, one row per document.
 
     Dropped rows stay in it, marked in `drop`, with the `_bytes_<stage>` columns stats.py counts.
     With `tally` (raylm.progress), rows are counted after ingest (and their distinct files) and
@@ -274,7 +330,7 @@ def documents(cfg: DataConfig, out: str | Path, seed: int, tally=None):
     """
     ctx = StageContext(out=storage.location(out), seed=seed)
     ds = ingest(cfg.ingest, ctx.out).map_batches(_after_stage, fn_args=("ingest", tally), batch_format="pyarrow")
-    for name in plan(cfg.steps):
+    for name in stages_of(cfg):
         ds = stage_function(name)(ds, getattr(cfg, name), ctx)
         ds = ds.map_batches(_after_stage, fn_args=(name, tally), batch_format="pyarrow")
     return ds
@@ -291,6 +347,7 @@ def input_count(cfg: IngestConfig) -> int | None:
     from raylm.data.ingest import files, warc
 
     n = len(files.expand_paths(cfg.files.paths)) if cfg.files.paths else 0
+    n += sum(len(files.expand_paths(fc.paths)) for fc in cfg.sources.values())
     n += len(warc.expand_paths(cfg.warc.paths)) if cfg.warc.paths else 0
     if cfg.crawl.seeds or cfg.crawl.sitemap:
         if not cfg.crawl.max_pages:
@@ -330,11 +387,22 @@ def ingest(cfg: IngestConfig, out: str):
                                  "an object store, set work_dir to an absolute local (or shared) path")
             c = replace(c, work_dir=storage.join(out, c.work_dir))
         parts.append(crawl.run(c))
+    for name, fc in cfg.sources.items():
+        parts.append(files.run(fc).map_batches(_named_source, fn_args=(name,), batch_format="pyarrow"))
     if not parts:
-        raise ValueError("no input: set data.ingest.files.paths, data.ingest.warc.paths or "
-                         "data.ingest.crawl.seeds")
+        raise ValueError("no input: set data.ingest.files.paths, data.ingest.warc.paths, "
+                         "data.ingest.crawl.seeds or data.ingest.sources")
     parts = [p.map_batches(_canonical, batch_format="pyarrow") for p in parts]
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def _named_source(batch: pa.Table, name: str) -> pa.Table:
+    """Documents of source `name`: `source` = name, and ids that another source's files of the
+    same names cannot share (doc_id of the name and the file's own id)."""
+    ids = pa.array([doc_id(name, i) for i in batch["id"].to_pylist()], pa.string())
+    batch = batch.set_column(batch.column_names.index("id"), "id", ids)
+    return batch.set_column(batch.column_names.index("source"), "source",
+                            pa.array([name] * batch.num_rows, pa.string()))
 
 
 def blank_dropped(batch: pa.Table) -> pa.Table:

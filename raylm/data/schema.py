@@ -16,7 +16,7 @@ import pyarrow as pa
 DOC_COLUMNS: dict[str, pa.DataType] = {
     "id": pa.string(),            # stable: sha1(file name or URL + record key)[:20], see doc_id
     "text": pa.string(),          # UTF-8 document text
-    "source": pa.string(),        # ingest kind: file | warc | crawl
+    "source": pa.string(),        # file | warc | crawl, or a name under data.ingest.sources
     "uri": pa.string(),           # file path / object-store URI / WARC file the record came from
     "url": pa.string(),           # web URL where known, else null
     "license": pa.string(),       # license where known (SPDX id or free text), else null

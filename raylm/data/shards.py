@@ -49,7 +49,7 @@ _RACY_NS = 2_000_000_000     # see `check`
 FORMAT_VERSION = 1
 # Document columns carried into each shard's index where present (`split` only routes documents).
 INDEX_COLUMNS = ("id", "split", "source", "uri", "url", "license", "content_type", "fetched_at", "lang",
-                 "augmented_from", "augment_op")
+                 "augmented_from", "augment_op", "repeat_of")
 
 
 @dataclass
@@ -88,6 +88,9 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     if storage.is_file(done) and storage.is_file(bin_path):
         meta = json.loads(storage.read_text(done))
         if meta.get("sha256") == sha256_file(bin_path):
+            if "sources" not in meta:  # a marker from before per-source counts: count its index
+                index = pq.read_table(pa.BufferReader(storage.read_bytes(idx_path)))
+                meta["sources"] = json.dumps(source_counts(index), sort_keys=True)
             return pa.table({k: [v] for k, v in meta.items()})
     group = group.sort_by("id")
     flat = group["tokens"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -99,9 +102,25 @@ def write_shard(group: pa.Table, out_dir: str, dtype: str) -> pa.Table:
     index = index.append_column("offset", pa.array(offsets))
     atomic.write_with(idx_path, lambda p: pq.write_table(index, p))
     meta = {"name": name, "file": f"{name}.bin", "index": f"{name}.idx.parquet", "sha256": sha256_file(bin_path),
-            "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum())}
-    atomic.write_text(done, json.dumps(meta))
+            "tokens": int(arr.size), "documents": group.num_rows, "bytes": int(group["n_bytes"].to_numpy().sum()),
+            "sources": json.dumps(source_counts(group), sort_keys=True)}  # a string: rows of shards with
+    atomic.write_text(done, json.dumps(meta))                                 # other sources stay one schema
     return pa.table({k: [v] for k, v in meta.items()})
+
+
+def source_counts(docs: pa.Table) -> dict[str, dict[str, int]]:
+    """Documents, tokens and data.mix repeats per `source` of a shard's documents (or index)."""
+    if "source" not in docs.column_names:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    repeats = (pc.is_valid(docs["repeat_of"]).to_pylist() if "repeat_of" in docs.column_names
+               else [False] * docs.num_rows)
+    for src, n, rep in zip(docs["source"].to_pylist(), docs["n_tokens"].to_pylist(), repeats):
+        d = out.setdefault(src or "unknown", {"documents": 0, "tokens": 0, "repeats": 0})
+        d["documents"] += 1
+        d["tokens"] += n
+        d["repeats"] += int(rep)
+    return out
 
 
 def shard_counts(tokens: dict[str, int], cfg: ShardConfig) -> dict[str, int]:
@@ -207,15 +226,22 @@ def write_manifest(out_dir: str | Path, shards: list[dict], *, dtype: str, vocab
                    eos_id: int, tokenizer: str, extra: dict | None = None) -> Path:
     """Write manifest.json (atomically, last) from the shards' metadata rows."""
     splits: dict[str, dict] = {}
+    sources: dict[str, dict[str, int]] = {}
     for s in sorted(shards, key=lambda s: s["name"]):
+        s = dict(s)
         split = s["name"].rsplit("-", 1)[0]
-        d = splits.setdefault(split, {"tokens": 0, "documents": 0, "bytes": 0, "shards": []})
+        d = splits.setdefault(split, {"tokens": 0, "documents": 0, "bytes": 0, "sources": {}, "shards": []})
         d["tokens"] += s["tokens"]
         d["documents"] += s["documents"]
         d["bytes"] += s["bytes"]
+        per = s.pop("sources", None)
+        for name, c in (json.loads(per) if isinstance(per, str) else per or {}).items():
+            for target in (d["sources"].setdefault(name, {}), sources.setdefault(name, {})):
+                for k, v in c.items():
+                    target[k] = target.get(k, 0) + v
         d["shards"].append(s)
     manifest = {"format_version": FORMAT_VERSION, "dtype": dtype, "vocab_size": vocab_size, "eos_id": eos_id,
-                "tokenizer": tokenizer, "splits": splits, **(extra or {})}
+                "tokenizer": tokenizer, "splits": splits, "sources": dict(sorted(sources.items())), **(extra or {})}
     path = storage.join(out_dir, MANIFEST)
     atomic.write_text(path, json.dumps(manifest, indent=2))
     return path

@@ -19,6 +19,8 @@ from raylm.data.schema import kept_mask
 
 # Drop reasons that stand for a whole input file (one row per file): stats.json lists the files.
 FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file")
+# Columns marking a row as a copy another stage added (the original's id), and that stage.
+COPY_COLUMNS = {"augmented_from": "augment", "repeat_of": "mix"}
 
 
 def add_stage_bytes(table: pa.Table, stage: str) -> pa.Table:
@@ -36,16 +38,20 @@ def partial(batch: pa.Table) -> pa.Table:
                      for c in batch.column_names if c.startswith("_bytes_")},
            "counts": {c: int(pc.sum(batch[c]).as_py() or 0) for c in batch.column_names
                       if c.startswith("pii_") and pa.types.is_integer(batch.schema.field(c).type)}}
-    originals = (pc.is_null(batch["augmented_from"]) if "augmented_from" in batch.column_names
-                 else pa.array([True] * batch.num_rows))
+    originals = pa.array([True] * batch.num_rows)
+    for col in COPY_COLUMNS:  # augmented copies and mix repeats are not documents read
+        if col in batch.column_names:
+            originals = pc.and_(originals, pc.is_null(batch[col]))
     if "decode_errors" in batch.column_names:  # per file, on its first document (files ingest)
         errs = batch.filter(pc.and_(originals, pc.greater(pc.fill_null(batch["decode_errors"], 0), 0)))
         out["decode_errors"] = dict(Counter(dict(zip(errs["uri"].to_pylist(), errs["decode_errors"].to_pylist()))))
     skipped = batch.filter(pc.is_in(pc.fill_null(batch["drop"], ""), pa.array(FILE_REASONS)))
     if skipped.num_rows:  # whole files skipped: listed by name
         out["skipped_files"] = [[r, u] for r, u in zip(skipped["drop"].to_pylist(), skipped["uri"].to_pylist())]
-    if "augmented_from" in batch.column_names:
-        out["augmented"] = int(pc.sum(pc.and_(pc.is_valid(batch["augmented_from"]), kept_mask(batch))).as_py() or 0)
+    for col, stage in COPY_COLUMNS.items():
+        if col in batch.column_names:
+            out.setdefault("added", {})[stage] = int(pc.sum(pc.and_(pc.is_valid(batch[col]), kept_mask(batch)))
+                                                     .as_py() or 0)
     if "split" in batch.column_names:
         out["split"] = Counter(s for s, d in zip(batch["split"].to_pylist(), batch["drop"].to_pylist()) if d is None)
     return pa.table({"stats": [json.dumps(out)]})
@@ -53,7 +59,7 @@ def partial(batch: pa.Table) -> pa.Table:
 
 def merge(rows: list[str], stages: list[str]) -> dict:
     """Merge partial rows into the report: per stage docs/bytes in and out, drop reasons."""
-    total = {"rows": 0, "augmented": 0, "drops": Counter(), "bytes": Counter(), "counts": Counter(),
+    total = {"rows": 0, "added": Counter(), "drops": Counter(), "bytes": Counter(), "counts": Counter(),
              "split": Counter()}
     decode_errors: Counter = Counter()
     skipped: dict[str, list[str]] = {}
@@ -63,10 +69,9 @@ def merge(rows: list[str], stages: list[str]) -> dict:
         for reason, uri in d.get("skipped_files", []):
             skipped.setdefault(reason, []).append(uri)
         total["rows"] += d["rows"]
-        total["augmented"] += d.get("augmented", 0)
-        for k in ("drops", "bytes", "counts", "split"):
+        for k in ("added", "drops", "bytes", "counts", "split"):
             total[k].update(d.get(k, {}))
-    report = {"documents_read": total["rows"] - total["augmented"], "stages": [],
+    report = {"documents_read": total["rows"] - sum(total["added"].values()), "stages": [],
               "drop_reasons": dict(sorted(total["drops"].items())),
               "counts": dict(sorted(total["counts"].items())), "split_documents": dict(total["split"])}
     # Reasons from a source (ingest:, warc:, crawl:) were dropped before the first stage.
@@ -74,11 +79,11 @@ def merge(rows: list[str], stages: list[str]) -> dict:
     prev_bytes = total["bytes"].get("ingest", 0)
     for stage in stages:
         dropped = sum(n for r, n in total["drops"].items() if r.split(":", 1)[0] == stage)
-        added = total["augmented"] if stage == "augment" else 0
+        added = total["added"].get(stage, 0)
         out_bytes = total["bytes"].get(stage, prev_bytes)
         report["stages"].append({"stage": stage, "docs_in": docs, "docs_out": docs - dropped + added,
                                  "bytes_in": prev_bytes, "bytes_out": out_bytes, "dropped": dropped,
-                                 **({"added": added} if stage == "augment" else {})})
+                                 **({"added": added} if stage in COPY_COLUMNS.values() else {})})
         docs, prev_bytes = docs - dropped + added, out_bytes
     report["documents_kept"] = docs
     report["decode_errors"] = {"bytes": sum(decode_errors.values()), "files": dict(sorted(decode_errors.items()))}

@@ -31,7 +31,7 @@ def test_the_plan_is_resolved_at_run_time_not_saved():
     ("[split, dedup, split]", r"data.steps: split listed more than once"),
     ("[augment, split]", r"data.steps: split must come before augment"),
     ("[augment, dedup]", r"data.steps: augment must be the last stage"),
-    ("[splits]", r"data.steps: unknown stage 'splits'; valid stages: .*split, augment"),
+    ("[splits]", r"data.steps: unknown stage 'splits'; valid stages: .*split, mix, augment"),
 ])
 def test_step_order_errors_name_the_key(steps, match):
     with pytest.raises(C.ConfigError, match=match):
