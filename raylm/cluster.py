@@ -131,3 +131,52 @@ def _start_local(cfg: ClusterConfig, quiet: dict):
         with _in_code_root():
             return ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, **quiet)
 
+
+
+def label_matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    """Whether a node with `labels` satisfies a Ray label selector: `value`, `!value`,
+    `in(a,b)`, `!in(a,b)` per key (Ray's selector syntax)."""
+    for key, want in selector.items():
+        have = labels.get(key)
+        negate = want.startswith("!")
+        want = want[1:] if negate else want
+        if want.startswith("in(") and want.endswith(")"):
+            ok = have in {v.strip() for v in want[3:-1].split(",")}
+        else:
+            ok = have == want
+        if ok == negate:
+            return False
+    return True
+
+
+def check_labels(key: str, selector: dict[str, str]) -> None:
+    """Before long work: a node of the cluster has the labels `selector` (config key `key`)
+    asks for. On a cluster with an autoscaler (it has node groups to start) a missing node is
+    a warning, since the autoscaler may start one; on a fixed cluster (a local Ray, `ray start`
+    nodes) nothing would ever run, so it is an error naming the labels the nodes do have."""
+    if not selector:
+        return
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if any(label_matches(n.get("Labels") or {}, selector) for n in nodes):
+        return
+    have = sorted({f"{k}={v}" for n in nodes for k, v in (n.get("Labels") or {}).items()
+                   if not k.startswith("ray.io/")})
+    if _autoscaling():
+        console.say(f"[raylm] warning: {key}: no node has the labels {selector} yet; waiting for the autoscaler "
+                    f"to start one")
+        return
+    raise ValueError(f"{key}: no node of this cluster has the labels {selector} (the nodes' labels: "
+                     f"{', '.join(have) or 'none'}); start one with `ray start --labels=...`, or change {key}")
+
+
+def _autoscaling() -> bool:
+    """Whether this cluster has an autoscaler with node groups (a launcher or KubeRay cluster)."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # an API Ray may change: assume a fixed cluster is not known, so warn only
+        return True
+    return bool(config and config.node_group_configs)

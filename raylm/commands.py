@@ -51,7 +51,7 @@ def _hold(args, cfg: RootConfig) -> None:
             Path(probe).write_text("")
         storage.delete(probe)
     except OSError as e:
-        raise ValueError(f"out={cfg.out}: cannot write there ({' '.join(str(e.strerror or e).split())})") from None
+        raise storage.access_error("out", cfg.out, e, "cannot write there") from None
     outputs.lock(out, args.command)
 
 
@@ -85,10 +85,14 @@ def _writing(folder: str):
         storage.Mirror(Path(d), folder)()
 
 
-def _connect(args, cfg: RootConfig) -> None:
-    from raylm.cluster import connect
+def _connect(args, cfg: RootConfig, labels: str) -> None:
+    """Join or start Ray; then the `labels` selector (`data` / `train` / `eval`.label_selector)
+    must match a node (cluster.check_labels), before any work waits for one."""
+    from raylm.cluster import check_labels, connect
 
     connect(cfg.cluster, args.address)
+    section, key = labels.split(".")
+    check_labels(labels, getattr(getattr(cfg, section), key))
 
 
 def check(args) -> None:
@@ -103,7 +107,7 @@ def data(args, cfg: RootConfig | None = None) -> dict:
     _hold(args, cfg)
     pipeline.check_inputs(cfg.data, p["data"])
     _claim(args, cfg, "data", p["data"])
-    _connect(args, cfg)
+    _connect(args, cfg, "data.label_selector")
     m = pipeline.run(cfg.data, p["data"], cfg.seed)
     console.summary(f"[raylm] data done: {storage.join(p['data'], 'shards')} (manifest.json, tokenizer.json), stats in "
           f"{storage.join(p['data'], 'stats.json')}")
@@ -117,9 +121,15 @@ def _shards_ready(model_cfg, data_dir: str) -> dict:
     from raylm.data import shards
     from raylm.train.loop import resolve_model_config
 
-    manifest = shards.read_manifest(data_dir)
-    resolve_model_config(model_cfg, data_dir)
-    shards.check(data_dir, full=not storage.is_remote(data_dir))
+    try:
+        manifest = shards.read_manifest(data_dir)
+        resolve_model_config(model_cfg, data_dir)
+        shards.check(data_dir, full=not storage.is_remote(data_dir))
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # an unreachable or unauthorised bucket: one line naming the data folder
+        raise storage.access_error("data folder (train.data_dir / finetune.data_dir, else <out>/data)",
+                                   data_dir, e) from None
     return {"shards": outputs.shards_fingerprint(manifest)}
 
 
@@ -137,7 +147,7 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
         inputs["init_from"] = _checkpoint_identity(init_from)
     _claim(args, cfg, stage, p[stage], inputs)
     if cfg.train.num_workers > 0:
-        _connect(args, cfg)
+        _connect(args, cfg, "train.label_selector")
     with tracking.run(cfg.tracking, p["out"], stage, C.to_dict(cfg)) as tracked:
         result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
                      storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage),
@@ -209,7 +219,7 @@ def _classify(args, cfg: RootConfig, src: str | None) -> dict:
                             scratch=cfg.cluster.local_dir)
     _claim(args, cfg, "finetune", p["finetune"], {"init_from": _checkpoint_identity(src)} if src else {})
     if cfg.train.num_workers > 0:
-        _connect(args, cfg)
+        _connect(args, cfg, "train.label_selector")
     with tracking.run(cfg.tracking, p["out"], "finetune", C.to_dict(cfg)) as tracked:
         result = execute(job, tok_path, storage_root(cfg.cluster.storage_path, p["out"], "finetune"))
         if tracked:
@@ -279,7 +289,7 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
     ck = local_path(cfg.eval.checkpoint) if cfg.eval.checkpoint else _newest(cfg)
     stage = "finetune" if storage.is_file(storage.join(p["finetune"], "result.json")) else "train"
     data_dir = local_path(cfg.finetune.data_dir) if stage == "finetune" and cfg.finetune.data_dir else p["shards"]
-    _connect(args, cfg)
+    _connect(args, cfg, "eval.label_selector")
     ft = replace(cfg.finetune, **{k: local_path(v) for k in ("train_file", "val_file", "test_file")
                                   if (v := getattr(cfg.finetune, k))})  # the task may run on another node
     with tracking.run(cfg.tracking, p["out"], "eval", C.to_dict(cfg)) as tracked:

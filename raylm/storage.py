@@ -57,6 +57,32 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
+# Substrings of pyarrow's S3 / GCS errors (AWS error names, HTTP statuses) that mean "these
+# credentials may not do this", as opposed to a missing object or a network failure.
+_DENIED = ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+           "SignatureDoesNotMatch", "EXPIRED_TOKEN", "ExpiredToken", "PERMISSION_DENIED", "Permission denied",
+           "Forbidden", "403", "401")
+_NO_BUCKET = ("NO_SUCH_BUCKET", "NoSuchBucket", "The specified bucket does not exist")
+
+
+def access_error(key: str, uri: str, e: OSError, doing: str = "cannot read it") -> ValueError:
+    """One line for an object-store (or local) error on the path of config key `key`:
+    `<key>: <uri>: <doing>: <why>`, why being access denied (naming where credentials come
+    from), no such bucket, or the file system's own words."""
+    said = " ".join(str(e.strerror if isinstance(e, PermissionError) and e.strerror else e).split())
+    where = public_uri(uri) if is_remote(uri) else uri
+    if any(s in said for s in _NO_BUCKET):
+        why = f"the bucket does not exist ({said[:160]})"
+    elif isinstance(e, PermissionError) or any(s in said for s in _DENIED):
+        creds = ("AWS_* variables, ~/.aws, or the node's instance profile / IAM role" if uri.startswith("s3")
+                 else "GOOGLE_APPLICATION_CREDENTIALS or the node's service account" if uri.startswith(("gs", "gcs"))
+                 else "the file's permissions")
+        why = f"access denied; the credentials this process uses ({creds}) may not use it ({said[:160]})"
+    else:
+        why = said[:240]
+    return ValueError(f"{key}: {where}: {doing}: {why}")
+
+
 def public_uri(uri: str) -> str:
     """A file URI as provenance and log lines show it: without query options and without
     credentials (`s3://KEY:SECRET@bucket/x?endpoint_override=h` -> `s3://bucket/x`)."""

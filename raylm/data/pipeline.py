@@ -230,7 +230,7 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
 
     from raylm.data.dedup import incremental
     from raylm.data.ingest import files, warc
-    from raylm.storage import is_remote, resolve
+    from raylm.storage import access_error, is_remote, resolve
 
     def readable(key: str, uri: str) -> None:  # local files: the access check of open()
         if not is_remote(uri) and not os.access(resolve(uri)[1], os.R_OK):
@@ -239,18 +239,33 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
     ing = cfg.ingest
     file_inputs = [("data.ingest.files", ing.files)] if ing.files.paths else []
     file_inputs += [(f"data.ingest.sources.{name}", fc) for name, fc in ing.sources.items()]
-    for _, fc in file_inputs:
-        files.check_unknown(fc)  # files the extension does not type: an error unless skipped
+    for key, fc in file_inputs:
+        try:
+            files.check_unknown(fc)  # files the extension does not type: an error unless skipped
+        except FileNotFoundError:  # names the key and the path
+            raise
+        except OSError as e:  # an unreachable or unauthorised bucket
+            raise access_error(f"{key}.paths", ", ".join(fc.paths), e) from None
     for key, paths, expand in ([(f"{k}.paths", fc.paths, files.expand_paths) for k, fc in file_inputs]
                                + [("data.ingest.warc.paths", ing.warc.paths, warc.expand_paths)]):
-        for uri in expand(paths) if paths else []:  # listed, so they exist
+        try:
+            found = expand(paths) if paths else []
+        except FileNotFoundError:  # already names the key and the path
+            raise
+        except OSError as e:  # an unreachable or unauthorised bucket
+            raise access_error(key, ", ".join(paths), e) from None
+        for uri in found:  # listed, so they exist
             readable(key, uri)
     if cfg.tokenizer.path:
         load_tokenizer(cfg.tokenizer.path)  # a small JSON file, read again by the run
     if "decontam" in stages_of(cfg):
         for p in cfg.decontam.paths:
             fs, where = resolve(p)
-            if fs.get_file_info(where).type != FileType.File:
+            try:
+                kind = fs.get_file_info(where).type
+            except OSError as e:
+                raise access_error("data.decontam.paths", p, e) from None
+            if kind != FileType.File:
                 raise FileNotFoundError(f"data.decontam.paths: {p} does not exist")
             readable("data.decontam.paths", p)
     if "dedup" in stages_of(cfg) and cfg.dedup.previous:

@@ -251,7 +251,7 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
     import ray
     from ray import tune
 
-    from raylm.cluster import connect
+    from raylm.cluster import check_labels, connect
     from raylm.train.launch import storage_root
 
     tc = cfg.tune
@@ -275,6 +275,7 @@ def run(cfg, address: str | None = None, resume: bool = False, overwrite: bool =
         raise FileExistsError(f"{exp_path} exists: continue it with --resume, replace it with --overwrite, or "
                               f"set tune.name (--set tune.name=...) for a new sweep")
     connect(cfg.cluster, address)
+    check_labels("train.label_selector", cfg.train.label_selector)
     shards = ensure_shards(cfg, out)
     from raylm.data.shards import read_manifest
 

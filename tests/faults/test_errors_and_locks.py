@@ -79,7 +79,7 @@ def test_bug_inside_a_command_is_one_line_with_the_traceback_file(capsys, tmp_pa
 @pytest.mark.parametrize("override, message", [
     ("model.n_embd=0", "n_embd must be >= 1"),
     ("model.n_head=0", "n_head must be >= 1"),
-    ("out=/dev/null/x", "out=/dev/null/x: cannot write there"),
+    ("out=/dev/null/x", "out: /dev/null/x: cannot write there"),
     ("data.ingest.files.paths=[/nonexistent/corpus.txt]", "/nonexistent/corpus.txt"),
 ])
 def test_bad_input_fails_before_ray_with_one_line(capsys, tmp_path, override, message):

@@ -88,3 +88,27 @@ def test_uri_options_and_spaced_keys_reach_the_reader(s3, monkeypatch):
     other = f"?region=us-east-1&endpoint_override={endpoint}&scheme=http"  # another spelling, maybe another store
     with pytest.raises(ValueError, match="same path with different store options"):
         expand([f"s3://{BUCKET}/spaced/*.jsonl{opts}", f"s3://{BUCKET}/spaced/*.jsonl{other}"])
+
+
+def test_unauthorised_bucket_is_one_line_naming_the_key(s3, monkeypatch, tmp_path):
+    """With moto's authentication on, the test keys are refused (403), as foreign or missing
+    credentials are: listing inputs, writing `out` and reading a data folder each fail with one
+    line naming the config key and saying access was denied."""
+    import moto.settings
+    from types import SimpleNamespace
+
+    from raylm import commands, config as C
+    from raylm.data.pipeline import check_inputs
+    from raylm.root import RootConfig
+
+    _put(s3)("denied/a.txt", b"some text")
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    cfg = C.load(RootConfig, None, [f"data.ingest.files.paths=[s3://{BUCKET}/denied/*.txt]",
+                                    f"out=s3://{BUCKET}/runs/denied"])
+    with pytest.raises(ValueError, match=rf"^data.ingest.files.paths: s3://{BUCKET}/denied/\*.txt: cannot read it: access denied; "
+                                         r"the credentials this process uses \(AWS_\*"):
+        check_inputs(cfg.data, str(tmp_path))
+    with pytest.raises(ValueError, match=rf"^out: s3://{BUCKET}/runs/denied: cannot write there: access denied"):
+        commands._hold(SimpleNamespace(command="data"), cfg)
+    with pytest.raises(ValueError, match=rf"^data folder .*: s3://{BUCKET}/runs/denied/data: cannot read it: access denied"):
+        commands._shards_ready(cfg.model, f"s3://{BUCKET}/runs/denied/data")
