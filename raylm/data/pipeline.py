@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestConfig:
-    files: FilesConfig = field(default_factory=FilesConfig)  # txt / jsonl / parquet inputs
+    files: FilesConfig = field(default_factory=FilesConfig)  # txt, jsonl, parquet, MediaWiki, Gutenberg, Reddit
     warc: WarcConfig = field(default_factory=WarcConfig)     # WARC / WET files (used when paths given)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)  # web crawl (used when seeds/sitemap given)
     # More file inputs, each a named source (same keys as `files`), e.g. {wiki: {paths: [...],

@@ -18,7 +18,7 @@ from raylm.data.schema import kept_mask
 
 
 # Drop reasons that stand for a whole input file (one row per file): stats.json lists the files.
-FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file")
+FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file", "ingest:truncated", "ingest:corrupt")
 # Columns marking a row as a copy another stage added (the original's id), and that stage.
 COPY_COLUMNS = {"augmented_from": "augment", "repeat_of": "mix"}
 
