@@ -65,3 +65,13 @@ def test_stats_list_decode_errors_and_skipped_files_per_file():
     assert "undecodable bytes replaced by U+FFFD: 4 in 1 file(s)" in text
     assert "files skipped as ingest:unknown_format: /in/copyright" in text
     json.dumps(report)  # stats.json
+
+
+def test_crlf_paragraphs_split_like_lf():
+    from raylm.data.ingest.files import FilesConfig, parse_file
+
+    text = "First paragraph,\r\nstill first.\r\n\r\nSecond one.\r\n \r\nThird.\r\n"
+    crlf, _ = parse_file("a.txt", text.encode(), FilesConfig(paths=["a.txt"]))
+    lf, _ = parse_file("a.txt", text.replace("\r\n", "\n").encode(), FilesConfig(paths=["a.txt"]))
+    assert crlf.num_rows == lf.num_rows == 3
+    assert [t.replace("\r", "") for t in crlf["text"].to_pylist()] == lf["text"].to_pylist()

@@ -185,8 +185,8 @@ def _units(text: str, unit: str) -> Iterator[tuple[int, str]]:
     elif unit == "line":
         yield from enumerate(text.splitlines())
     else:  # paragraphs: blocks separated by blank lines; key = paragraph ordinal
-        for i, para in enumerate(re.split(r"\n[ \t]*\n", text)):
-            yield i, para.strip("\n")
+        for i, para in enumerate(re.split(r"\r?\n[ \t]*\r?\n", text)):  # CRLF files too
+            yield i, para.strip("\r\n")
 
 
 def _streamed(fmt: str, pieces: Iterator[bytes], cfg: FilesConfig, counts: dict) -> Iterator[dict]:
