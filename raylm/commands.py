@@ -38,8 +38,8 @@ def _paths(cfg: RootConfig) -> dict[str, str]:
 
 
 def _hold(args, cfg: RootConfig) -> None:
-    """Before any work: `out` can be written, and no other raylm run is using it (outputs.lock;
-    an object store has no locks)."""
+    """Before any work: `out` can be written, and no other raylm run is using it (outputs.lock:
+    flock locally, a lease object on an object store)."""
     out = _paths(cfg)["out"]
     probe = storage.join(out, f".write-test-{id(cfg)}")
     try:

@@ -161,16 +161,24 @@ def shards_fingerprint(manifest: dict) -> str:
 
 
 _held: dict[str, int] = {}  # out folder -> open lock file descriptor, held until this process exits
+_leases: dict[str, "_Lease"] = {}  # object-store out -> this process's lease on it
+
+LEASE_S = 120.0      # an object-store lock not renewed for this long is a dead run's: taken over
+RENEW_S = 30.0       # how often a holder renews its object-store lock
+SETTLE_S = 1.0       # wait after writing a lease before reading it back (two runs starting at once)
 
 
 def lock(out: str | Path, command: str) -> None:
-    """Hold an advisory lock on `out` for the rest of this process, or refuse with one line.
+    """Hold a lock on `out` for the rest of this process, or refuse with one line.
 
-    `<out>/.lock` is flock()ed (the kernel drops it when the holder dies, so a stale lock from a
-    killed run is simply taken over) and names its holder (host, PID, start time, command) for
-    the refusal message. On file systems without flock (some network mounts), and for an `out`
-    on an object store (no locks there), it locks nothing."""
+    Local: `<out>/.lock` is flock()ed (the kernel drops it when the holder dies, so a stale lock
+    from a killed run is simply taken over) and names its holder (host, PID, start time,
+    command) for the refusal message. On file systems without flock (some network mounts) it
+    locks nothing. Object store: a lease object (`_Lease`), since there is no flock there."""
+    holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: " \
+             f"raylm {command}"
     if storage.is_remote(storage.location(out)):
+        _lease(storage.location(out), holder)
         return
     out = Path(out)
     key = str(out.resolve())
@@ -181,21 +189,97 @@ def lock(out: str | Path, command: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        other = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise FileExistsError(f"{out} is in use by another raylm run ({holder}): wait for it to finish, "
+        raise FileExistsError(f"{out} is in use by another raylm run ({other}): wait for it to finish, "
                               f"or set another out") from None
     except OSError:  # no flock here: run unlocked rather than refuse
         os.close(fd)
         return
     os.ftruncate(fd, 0)
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}: raylm {command}\n".encode())
+    os.write(fd, (holder + "\n").encode())
     _held[key] = fd
 
 
+class _Lease:
+    """A lock on an object-store `out`: the object `<out>/.lock` holds this run's token, who it
+    is and when it last renewed (the holder's clock). A lease renewed within LEASE_S is live
+    and refuses other runs; an older one is a dead run's and is taken over. Taking it: write
+    ours, wait SETTLE_S, read it back: of two runs starting together, the one whose write
+    landed last holds it and the other refuses. A thread renews it every RENEW_S and stops if
+    another run has taken it over. Best effort, as leases on a store without conditional writes
+    are: two runs starting within the same second on hosts whose clocks differ by more than
+    LEASE_S can both proceed."""
+
+    def __init__(self, out: str, holder: str):
+        import threading
+        import uuid
+
+        self.path, self.holder = storage.join(out, ".lock"), holder
+        self.token = uuid.uuid4().hex
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="raylm-lease", daemon=True)
+
+    def read(self) -> dict | None:
+        try:
+            return json.loads(storage.read_text(self.path))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a torn or foreign file: not a live lease
+            return None
+
+    def write(self) -> None:
+        atomic.write_text(self.path, json.dumps({"token": self.token, "holder": self.holder, "renewed": time.time()}))
+
+    def _renew(self) -> None:
+        while not self.stop.wait(RENEW_S):
+            try:
+                now = self.read()
+                if now is None or now.get("token") != self.token:
+                    return  # taken over (we were silent too long): do not fight for it
+                self.write()
+            except OSError:  # a passing store error: the next renewal retries
+                continue
+
+    def release(self) -> None:
+        self.stop.set()
+        try:
+            now = self.read()
+            if now and now.get("token") == self.token:
+                storage.delete(self.path)
+        except OSError:
+            pass
+
+
+def _lease(out: str, holder: str) -> None:
+    if out in _leases:
+        return
+    lease = _Lease(out, holder)
+    now = lease.read()
+    if now and time.time() - float(now.get("renewed", 0)) < LEASE_S:
+        raise FileExistsError(f"{storage.public_uri(out)} is in use by another raylm run ({now.get('holder')}, "
+                              f"renewed {time.time() - float(now['renewed']):.0f}s ago): wait for it to finish, "
+                              f"or set another out (a dead run's lock is taken over after {LEASE_S:.0f}s)")
+    lease.write()
+    time.sleep(SETTLE_S)
+    now = lease.read()
+    if not now or now.get("token") != lease.token:
+        raise FileExistsError(f"{storage.public_uri(out)} was taken by another raylm run starting at the same time "
+                              f"({(now or {}).get('holder', 'unknown')}): set another out")
+    lease.thread.start()
+    if not _leases:
+        import atexit
+
+        atexit.register(release_locks)  # a finished or failed command removes its lease
+    _leases[out] = lease
+
+
 def release_locks() -> None:
-    """Drop every lock this process holds (the tests run several commands in one process)."""
+    """Drop every lock this process holds (the tests run several commands in one process; the
+    CLI calls it at exit, so an object-store lock is removed, not left to expire)."""
     for fd in _held.values():
         os.close(fd)
     _held.clear()
+    for lease in _leases.values():
+        lease.release()
+    _leases.clear()

@@ -270,7 +270,11 @@ def check_inputs(cfg: DataConfig, out: str | Path) -> None:
             readable("data.decontam.paths", p)
     if "dedup" in stages_of(cfg) and cfg.dedup.previous:
         for prev in cfg.dedup.previous:
-            if not Path(prev).is_dir():
+            try:
+                there = storage.exists(prev)
+            except OSError as e:
+                raise access_error("data.dedup.previous", prev, e) from None
+            if not there:
                 raise FileNotFoundError(f"data.dedup.previous: {prev} does not exist")
         incremental.check_previous(cfg.dedup.previous, asdict(cfg.dedup.minhash), cfg.dedup.survivor)
 

@@ -65,6 +65,42 @@ def test_raylm_run_generate_export_with_out_on_s3(s3, tmp_path, monkeypatch, cap
     assert list((tmp_path / "scratch").glob("shards-*/train-*.bin"))  # the workers read node-local copies
 
 
+def test_incremental_dedup_against_a_previous_workdir_on_s3(s3, tmp_path, capsys):
+    """dedup.previous names an earlier run's dedup workdir on S3: documents of the new run that
+    repeat the earlier run's are dropped as near duplicates, the others kept (issue 22)."""
+    import ray
+
+    words = (REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text().split()
+    chunks = [" ".join(words[i * 400:(i + 1) * 400]) for i in range(12)]
+    for i in range(6):
+        s3.put_object(Bucket=BUCKET, Key=f"one/{i}.txt", Body=chunks[i].encode())
+    for i in range(4, 12):  # 4 and 5 again, under other names (other ids)
+        s3.put_object(Bucket=BUCKET, Key=f"two/again-{i}.txt", Body=chunks[i].encode())
+
+    def config(name, previous=""):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"out: s3://{BUCKET}/{name}\nseed: 3\ndata:\n"
+                        f"  ingest: {{files: {{paths: ['s3://{BUCKET}/{name}/*.txt'], txt_unit: file}}}}\n"
+                        f"  steps: [dedup]\n  dedup: {{exact: false{previous}}}\n"
+                        f"  tokenizer: {{kind: char}}\n  split: {{val_fraction: 0.5}}\n")
+        return str(path)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the S3 variables are set
+    try:
+        assert cli.main(["data", config("one")]) == 0, capsys.readouterr().err
+        outputs.release_locks()
+        assert cli.main(["data", config("two", f", previous: ['s3://{BUCKET}/one/data/dedup']")]) == 0, \
+            capsys.readouterr().err
+    finally:
+        ray.shutdown()
+        outputs.release_locks()
+    from raylm import storage
+
+    stats = json.loads(storage.read_text(f"s3://{BUCKET}/two/data/stats.json"))
+    assert stats["documents_read"] == 8
+    assert stats["drop_reasons"] == {"dedup:near": 2}
+
+
 @pytest.mark.slow
 def test_raylm_run_with_only_object_storage_shared(s3, tmp_path, monkeypatch, capsys):
     from test_multinode import _train_worker_nodes, simulated_cluster  # tests/cluster is on sys.path

@@ -112,3 +112,30 @@ def test_unauthorised_bucket_is_one_line_naming_the_key(s3, monkeypatch, tmp_pat
         commands._hold(SimpleNamespace(command="data"), cfg)
     with pytest.raises(ValueError, match=rf"^data folder .*: s3://{BUCKET}/runs/denied/data: cannot read it: access denied"):
         commands._shards_ready(cfg.model, f"s3://{BUCKET}/runs/denied/data")
+
+
+def test_out_on_s3_is_locked_by_a_lease(s3, monkeypatch):
+    """Two runs into one s3:// out: the second is refused while the first's lease is renewed;
+    a lease silent for LEASE_S (a killed run) is taken over; release removes ours only."""
+    import json as _json
+
+    from raylm import outputs, storage
+
+    monkeypatch.setattr(outputs, "SETTLE_S", 0.05)
+    out = f"s3://{BUCKET}/runs/locked"
+    try:
+        outputs.lock(out, "data")
+        outputs.lock(out, "train")  # the same process (raylm run): re-entrant
+        mine = _json.loads(storage.read_text(f"{out}/.lock"))
+        assert "raylm data" in mine["holder"]
+        outputs._leases.clear()  # now this process is "another run" to the lease on the store
+        with pytest.raises(FileExistsError, match=r"runs/locked is in use by another raylm run \(pid .*raylm data, "
+                                                  r"renewed \d+s ago\)"):
+            outputs.lock(out, "train")
+        stale = {**mine, "renewed": mine["renewed"] - outputs.LEASE_S - 1}
+        _put(s3)("runs/locked/.lock", _json.dumps(stale).encode())
+        outputs.lock(out, "train")  # a dead run's lease: taken over
+        assert "raylm train" in _json.loads(storage.read_text(f"{out}/.lock"))["holder"]
+    finally:
+        outputs.release_locks()
+    assert not storage.exists(f"{out}/.lock")

@@ -15,11 +15,11 @@ J = 0.8 with 128 permutations).
 from __future__ import annotations
 
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylm import storage
 from raylm.data.dedup.verify import SCORED_SCHEMA
 
 OLD, NEW = "0", "1"
@@ -58,12 +58,18 @@ def estimate(batch: pa.Table, threshold: float) -> pa.Table:
 
 
 def check_previous(previous: list[str], minhash: dict, survivor: str) -> None:
-    """Each earlier workdir must hold finished signatures made with the same MinHash and rule."""
+    """Each earlier workdir (a local path or an object-store URI) must hold finished signatures
+    made with the same MinHash and rule."""
     for prev in previous:
-        if not os.path.exists(os.path.join(prev, "signatures", "_DONE")):
-            raise ValueError(f"dedup.previous: {prev} has no finished signatures/ step")
-        with open(os.path.join(prev, "config.json")) as f:
-            old = json.load(f)
+        try:
+            finished = storage.is_file(storage.join(prev, "signatures", "_DONE"))
+            old = json.loads(storage.read_text(storage.join(prev, "config.json"))) if finished else None
+        except FileNotFoundError:
+            old = None
+        except OSError as e:
+            raise storage.access_error("data.dedup.previous", prev, e) from None
+        if old is None:
+            raise ValueError(f"dedup.previous: {prev} has no finished signatures/ step (and config.json)")
         if old.get("minhash") != minhash or old.get("survivor") != survivor:
             raise ValueError(f"dedup.previous: {prev} was made with minhash={old.get('minhash')}, "
                              f"survivor={old.get('survivor')!r}; this run has minhash={minhash}, "
@@ -76,11 +82,11 @@ def lsh_input(sigs_ds, previous: list[str], sig_schema: pa.Schema):
     """This run's signatures tagged NEW, unioned with the earlier runs' tagged OLD."""
     import functools
 
-    import ray
+    from raylm.data.dedup.stage import read_step
 
     out = sigs_ds.map_batches(functools.partial(prefixed, tag=NEW), batch_format="pyarrow", num_cpus=0.5)
-    for prev in previous:
-        old = ray.data.read_parquet(os.path.join(prev, "signatures"), schema=sig_schema, file_extensions=["parquet"])
+    for prev in previous:  # local or object store, as the earlier run wrote it
+        old = read_step(prev, "signatures", sig_schema)
         out = out.union(old.map_batches(functools.partial(prefixed, tag=OLD), batch_format="pyarrow", num_cpus=0.5))
     return out
 
@@ -95,9 +101,19 @@ def verify_run(cands, docs_ds, all_sigs, threshold: float, ngram: int, width: in
 
     from raylm.data.dedup import verify
 
-    new = cands.map_batches(functools.partial(only_new, keep_new=True), batch_format="pyarrow", num_cpus=0.5)
-    mixed = cands.map_batches(functools.partial(only_new, keep_new=False), batch_format="pyarrow", num_cpus=0.5)
-    exact = verify.run(new, docs_ds, threshold, ngram, width, num_partitions).materialize()
+    import ray
+
+    empty = ray.data.from_arrow(SCORED_SCHEMA.empty_table())
+    # Either kind of pair may be absent (a new batch that only repeats earlier documents has no
+    # new-new pair); Ray Data never calls a batch function on an empty dataset's blocks, so the
+    # columns a join needs would be missing: an absent kind is skipped, not joined.
+    new = cands.map_batches(functools.partial(only_new, keep_new=True), batch_format="pyarrow",
+                            num_cpus=0.5).materialize()
+    mixed = cands.map_batches(functools.partial(only_new, keep_new=False), batch_format="pyarrow",
+                              num_cpus=0.5).materialize()
+    exact = verify.run(new, docs_ds, threshold, ngram, width, num_partitions).materialize() if new.count() else empty
+    if not mixed.count():
+        return exact
     sigs = all_sigs.select_columns(["rank", "minhash"])
     mixed = mixed.join(sigs.rename_columns({"rank": "src", "minhash": "src_minhash"}), "inner",
                        num_partitions, on=("src",))

@@ -213,8 +213,6 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict, 
     empty without calling `build`: Ray Data does not call a batch function on an empty dataset's
     blocks, so the columns a step's maps add would be missing from its joins and shuffles (a crawl
     of distinct pages, with no LSH candidate pair, failed in verification's join)."""
-    import ray
-
     path = storage.join(workdir, name)
     marker = storage.join(path, DONE)
     if not storage.is_file(marker):
@@ -231,10 +229,21 @@ def _step(workdir: str, name: str, out_schema: pa.Schema, build, summary: dict, 
             with atomic.directory(path) as tmp:  # replaces a crashed earlier attempt without a marker
                 ds.write_parquet(str(tmp))
                 (tmp / DONE).write_text(json.dumps({"rows": ds.count(), "seconds": round(time.time() - t0, 2)}))
-    summary[name] = json.loads(storage.read_text(marker))
-    if summary[name]["rows"] == 0:
+    return read_step(workdir, name, out_schema, summary)
+
+
+def read_step(workdir: str, name: str, out_schema: pa.Schema, summary: dict | None = None):
+    """Dataset of finished step `name` of a workdir (local or object store; its marker says
+    where its files are); the marker's contents go to `summary[name]`."""
+    import ray
+
+    path = storage.join(workdir, name)
+    done = json.loads(storage.read_text(storage.join(path, DONE)))
+    if summary is not None:
+        summary[name] = done
+    if done["rows"] == 0:
         return _empty(out_schema)
-    fs, where = storage.resolve(storage.join(path, summary[name]["dir"]) if summary[name].get("dir") else path)
+    fs, where = storage.resolve(storage.join(path, done["dir"]) if done.get("dir") else path)
     return ray.data.read_parquet(where, filesystem=fs, schema=out_schema, file_extensions=["parquet"])
 
 
