@@ -400,11 +400,8 @@ def ingest(cfg: IngestConfig, out: str):
         parts.append(warc.run(cfg.warc))
     if cfg.crawl.seeds or cfg.crawl.sitemap:
         c = cfg.crawl
-        if not Path(c.work_dir).is_absolute():
-            if storage.is_remote(out):
-                raise ValueError("data.ingest.crawl.work_dir: the crawl keeps its state on local disk; with out on "
-                                 "an object store, set work_dir to an absolute local (or shared) path")
-            c = replace(c, work_dir=storage.join(out, c.work_dir))
+        if not storage.is_remote(c.work_dir) and not Path(c.work_dir).is_absolute():
+            c = replace(c, work_dir=storage.join(out, c.work_dir))  # under the data folder, local or not
         parts.append(crawl.run(c))
     for name, fc in cfg.sources.items():
         parts.append(files.run(fc).map_batches(_named_source, fn_args=(name,), batch_format="pyarrow"))

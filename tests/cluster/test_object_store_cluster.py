@@ -101,6 +101,67 @@ def test_incremental_dedup_against_a_previous_workdir_on_s3(s3, tmp_path, capsys
     assert stats["drop_reasons"] == {"dedup:near": 2}
 
 
+def test_crawl_with_its_work_dir_on_s3(s3, tmp_path, capsys):
+    """A crawl whose work dir is on S3 (out on S3, work_dir relative): rounds, parts, robots
+    answers and stats are objects; the pages reach the shards; a rerun fetches nothing again."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import ray
+
+    from raylm import storage
+    from raylm.data.ingest.crawl import CrawlConfig, crawl
+
+    hits = []
+    words = (REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text().split()
+
+    class Site(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path == "/robots.txt":
+                body, ctype = b"User-agent: *\nDisallow: /private\n", "text/plain"
+            else:
+                k = int(self.path.strip("/").split("/")[-1] or 0)
+                text = " ".join(words[k * 150:(k + 1) * 150])
+                links = "".join(f'<a href="/{k * 2 + i}">next</a>' for i in (1, 2)) + '<a href="/private/1">x</a>'
+                body, ctype = f"<html><body><article><p>{text}</p></article>{links}</body></html>".encode(), "text/html"
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = f"s3://{BUCKET}/crawl"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"out: {out}\nseed: 1\ndata:\n  ingest:\n    crawl: {{seeds: ['http://127.0.0.1:{server.server_port}/'], "
+                   "max_depth: 2, allow_private_addresses: true, min_delay_s: 0}\n"
+                   "  steps: [extract]\n  tokenizer: {kind: char}\n  split: {val_fraction: 0.3}\n")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the S3 variables are set
+    try:
+        assert cli.main(["data", str(cfg)]) == 0, capsys.readouterr().err
+        work = f"{out}/data/crawl"
+        fetched = len(hits)
+        assert storage.is_file(f"{work}/round-00000/_DONE") and storage.listdir(f"{work}/round-00001/parts")
+        assert storage.listdir(f"{work}/robots")
+        stats = json.loads(storage.read_text(f"{work}/stats.json"))
+        assert stats["outcomes"]["ok"] == 7 and stats["outcomes"]["robots_disallowed"] >= 1, stats
+        assert crawl(CrawlConfig(seeds=[f"http://127.0.0.1:{server.server_port}/"], max_depth=2,
+                                 allow_private_addresses=True, min_delay_s=0, work_dir=work))["outcomes"]["ok"] == 7
+        assert len(hits) == fetched  # finished rounds are read back from S3, nothing fetched again
+    finally:
+        ray.shutdown()
+        outputs.release_locks()
+        server.shutdown()
+        server.server_close()
+    manifest = json.loads(storage.read_text(f"{out}/data/shards/manifest.json"))
+    assert sum(d["documents"] for d in manifest["splits"].values()) == 7
+
+
 @pytest.mark.slow
 def test_raylm_run_with_only_object_storage_shared(s3, tmp_path, monkeypatch, capsys):
     from test_multinode import _train_worker_nodes, simulated_cluster  # tests/cluster is on sys.path

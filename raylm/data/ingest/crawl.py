@@ -5,7 +5,8 @@ against every URL queued before) is grouped by host name; each group is one Ray 
 running the async fetcher (crawl_fetch.crawl_host), so one host's politeness (concurrency,
 pacing, robots, Retry-After) is enforced in one place while hosts run in parallel.
 
-Work dir (must be visible to every node; a local path on one machine, NFS on a cluster):
+Work dir (visible to every node: a local path on one machine; an object-store URI (s3://, gs://)
+or a shared file system on a cluster; every file in it is written whole, atomically):
     round-NNNNN/seen.parquet      every URL queued up to and including this round (dedup set)
     round-NNNNN/frontier.parquet  this round's (url, depth); written last, so it marks the round
     round-NNNNN/parts/<host>@<uuid>.parquet   results, written atomically by the host tasks
@@ -32,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raylm import atomic
+from raylm import atomic, storage
 from raylm.data import schema
 from raylm.data.ingest import robots
 from raylm.data.ingest.crawl_url import host_allowed, host_of, normalize
@@ -147,28 +147,40 @@ def next_frontier(results: pa.Table, seen: set[str], allowed: list[str], max_dep
 
 # --- files ---------------------------------------------------------------------------------
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
+# Paths in the work dir are strings (raylm.storage): a local path or an object-store URI.
+
+def _write_parquet(path: str, table: pa.Table) -> None:
     atomic.write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _round_dir(work: Path, r: int) -> Path:
-    return work / f"round-{r:05d}"
+def _read_parquet(path: str, columns: list[str] | None = None, schema: pa.Schema | None = None) -> pa.Table:
+    fs, where = storage.resolve(path)
+    return pq.read_table(where, filesystem=fs, columns=columns, schema=schema)
 
 
-def _read_parts(parts: Path, columns: list[str], prefix: str | None = None) -> pa.Table:
-    files = sorted(p for p in parts.glob("*.parquet") if prefix is None or p.name.startswith(prefix))
+def _round_dir(work: str, r: int) -> str:
+    return storage.join(work, f"round-{r:05d}")
+
+
+def _part_files(parts: str, prefix: str | None = None) -> list[str]:
+    return [storage.join(parts, n) for n in storage.listdir(parts)
+            if n.endswith(".parquet") and not atomic.is_temp(n) and (prefix is None or n.startswith(prefix))]
+
+
+def _read_parts(parts: str, columns: list[str], prefix: str | None = None) -> pa.Table:
+    files = _part_files(parts, prefix)
     if not files:
         return PART_SCHEMA.empty_table().select(columns)
-    return pa.concat_tables([pq.read_table(f, columns=columns, schema=PART_SCHEMA) for f in files])
+    return pa.concat_tables([_read_parquet(f, columns, PART_SCHEMA) for f in files])
 
 
 class PartWriter:
     """Buffers one host's results and writes them as parquet parts, each atomically."""
 
-    def __init__(self, parts: Path, host: str, rows: int):
+    def __init__(self, parts: str, host: str, rows: int):
         self.parts, self.rows, self.buf = parts, rows, []
         self.prefix = re.sub(r"[^a-z0-9.\-\[\]_]", "_", host) + "@"
-        parts.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(parts)
 
     def done_urls(self) -> set[str]:
         """URLs this host already has results for (a resumed round or a retried task)."""
@@ -182,25 +194,26 @@ class PartWriter:
     def flush(self) -> None:
         if self.buf:
             table = pa.Table.from_pylist(self.buf, schema=PART_SCHEMA)
-            _write_parquet(self.parts / f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet", table)
+            _write_parquet(storage.join(self.parts, f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet"), table)
             self.buf = []
 
 
 # --- the Ray shell -------------------------------------------------------------------------
 
-def _sitemaps_writer(folder: Path):
+def _sitemaps_writer(folder: str):
     """on_sitemaps callback of a host task: round-NNNNN/sitemaps/<origin>.json, written atomically."""
     def write(origin: str, urls: list[str]) -> None:
         name = re.sub(r"[^A-Za-z0-9.\-]+", "_", origin) + f"-{uuid.uuid5(uuid.NAMESPACE_URL, origin).hex[:8]}.json"
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(folder / name, json.dumps({"origin": origin, "sitemaps": urls}) + "\n")
+        storage.makedirs(folder)
+        atomic.write_text(storage.join(folder, name), json.dumps({"origin": origin, "sitemaps": urls}) + "\n")
     return write
 
 
-def _round_sitemaps(rd: Path) -> list[str]:
+def _round_sitemaps(rd: str) -> list[str]:
     """Sitemap URLs reported by the round's host tasks, normalised, in a stable order."""
-    urls = [normalize(u) for p in sorted((rd / "sitemaps").glob("*.json"))
-            for u in json.loads(p.read_text())["sitemaps"]]
+    folder = storage.join(rd, "sitemaps")
+    urls = [normalize(u) for n in storage.listdir(folder) if n.endswith(".json") and not atomic.is_temp(n)
+            for u in json.loads(storage.read_text(storage.join(folder, n)))["sitemaps"]]
     return list(dict.fromkeys(u for u in urls if u))
 
 
@@ -208,12 +221,12 @@ def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: 
     """Map function: one row = one host's URLs; fetch them politely, write parts, return counts."""
     from raylm.data.ingest.crawl_fetch import crawl_host
 
-    rd = Path(parts).parent
-    store = RobotsStore(rd.parent / "robots")
-    on_sitemaps = _sitemaps_writer(rd / "sitemaps") if cfg.follow_robots_sitemaps else None
+    rd = parts.rstrip("/").rsplit("/", 1)[0]
+    store = RobotsStore(storage.join(rd.rsplit("/", 1)[0], "robots"))
+    on_sitemaps = _sitemaps_writer(storage.join(rd, "sitemaps")) if cfg.follow_robots_sitemaps else None
     hosts, fetched = [], []
     for row in batch.to_pylist():
-        writer = PartWriter(Path(parts), row["host"], cfg.part_rows)
+        writer = PartWriter(parts, row["host"], cfg.part_rows)
         done = writer.done_urls()
         items = [(u, d) for u, d in zip(row["urls"], row["depths"], strict=True) if u not in done]
         if items:
@@ -231,7 +244,7 @@ def _fetch_groups(batch: pa.Table, cfg: CrawlConfig, allowed: list[str], parts: 
     return pa.table({"host": hosts, "fetched": fetched, "node": [node] * len(hosts)})
 
 
-def _fetch_round(groups: dict[str, list[tuple[str, int]]], cfg: CrawlConfig, allowed: list[str], parts: Path,
+def _fetch_round(groups: dict[str, list[tuple[str, int]]], cfg: CrawlConfig, allowed: list[str], parts: str,
                  r: int) -> list[str]:
     import ray
 
@@ -258,21 +271,21 @@ def _seeds(cfg: CrawlConfig) -> list[str]:
     return list(dict.fromkeys(seeds))
 
 
-def _summarise(work: Path, last: int) -> dict:
+def _summarise(work: str, last: int) -> dict:
     """Rewrite stats.json and failures.jsonl from the parts of rounds 0..last."""
     counts: Counter = Counter()
     lines = []
     for r in range(last + 1):
-        t = _read_parts(_round_dir(work, r) / "parts", ["requested_url", "outcome", "status", "error"])
+        t = _read_parts(storage.join(_round_dir(work, r), "parts"), ["requested_url", "outcome", "status", "error"])
         for url, outcome, status, error in zip(*(c.to_pylist() for c in t.columns), strict=True):
             counts[outcome] += 1
             if outcome not in ("ok", "sitemap", "sitemap_index"):
                 lines.append(json.dumps({"url": url, "reason": outcome, "status": status, "error": error,
                                          "round": r}))
     stats = {"rounds": last + 1, "urls": sum(counts.values()), "outcomes": dict(sorted(counts.items())),
-             "robots": robots.summarise(work / "robots")}
-    atomic.write_text(work / "failures.jsonl", "".join(line + "\n" for line in lines))
-    atomic.write_text(work / "stats.json", json.dumps(stats, indent=2) + "\n")
+             "robots": robots.summarise(storage.join(work, "robots"))}
+    atomic.write_text(storage.join(work, "failures.jsonl"), "".join(line + "\n" for line in lines))
+    atomic.write_text(storage.join(work, "stats.json"), json.dumps(stats, indent=2) + "\n")
     return stats
 
 
@@ -282,12 +295,12 @@ SCOPE_KEYS = ("seeds", "sitemap", "allowed_hosts", "max_depth", "max_pages", "us
               "follow_robots_sitemaps", "content_types", "max_body_bytes", "allow_private_addresses")
 
 
-def check_scope(work: Path, cfg: CrawlConfig) -> None:
+def check_scope(work: str, cfg: CrawlConfig) -> None:
     """Record the crawl's scope settings in work/scope.json, or check a resumed crawl against them."""
     scope = {k: getattr(cfg, k) for k in SCOPE_KEYS}
-    path = work / "scope.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
+    path = storage.join(work, "scope.json")
+    if storage.is_file(path):
+        before = json.loads(storage.read_text(path))
         changed = [k for k in SCOPE_KEYS if k in before and before[k] != scope[k]]
         if changed:
             raise ValueError(
@@ -300,60 +313,62 @@ def check_scope(work: Path, cfg: CrawlConfig) -> None:
 
 def crawl(cfg: CrawlConfig) -> dict:
     """Run (or resume) the crawl in cfg.work_dir; returns the stats dict also in stats.json."""
-    work = Path(cfg.work_dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    rounds = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("round-*/frontier.parquet"))
+    work = work_dir(cfg)
+    storage.makedirs(work)
+    rounds = sorted(int(n.split("-")[1]) for n in storage.listdir(work)
+                    if re.fullmatch(r"round-\d+", n) and storage.is_file(storage.join(work, n, "frontier.parquet")))
     if not rounds:
         seeds = _seeds(cfg)  # bad seeds fail here, before anything is written
-        (work / "scope.json").unlink(missing_ok=True)  # from a start that never wrote a round
-        shutil.rmtree(work / "robots", ignore_errors=True)  # a fresh crawl asks every host again
+        for stale in ("scope.json", "robots"):  # from a start that never wrote a round; a fresh
+            storage.delete(storage.join(work, stale))  # crawl asks every host for robots.txt again
         check_scope(work, cfg)
         frontier = [(u, 0) for u in seeds[: cfg.max_pages]]
         r = 0
         rd = _round_dir(work, 0)
-        rd.mkdir(parents=True, exist_ok=True)
-        _write_parquet(rd / "seen.parquet", pa.table({"url": [u for u, _ in frontier]}))
-        _write_parquet(rd / "frontier.parquet", pa.Table.from_pylist(
+        storage.makedirs(rd)
+        _write_parquet(storage.join(rd, "seen.parquet"), pa.table({"url": [u for u, _ in frontier]}))
+        _write_parquet(storage.join(rd, "frontier.parquet"), pa.Table.from_pylist(
             [{"url": u, "depth": d} for u, d in frontier], schema=_FRONTIER_SCHEMA))
     else:
         check_scope(work, cfg)
         r = rounds[-1]
-        if (_round_dir(work, r) / "_DONE").exists():
+        if storage.is_file(storage.join(_round_dir(work, r), "_DONE")):
             return {**_summarise(work, r), "host_tasks_per_node": {}}  # finished earlier: nothing to fetch
     seeds_hosts = None
     nodes: Counter = Counter()
     allowed = cfg.allowed_hosts
-    queued = sum(pq.read_metadata(_round_dir(work, i) / "frontier.parquet").num_rows for i in range(r + 1))
+    queued = sum(_read_parquet(storage.join(_round_dir(work, i), "frontier.parquet"), ["url"]).num_rows
+                 for i in range(r + 1))
     while True:
         rd = _round_dir(work, r)
-        ft = pq.read_table(rd / "frontier.parquet")
+        ft = _read_parquet(storage.join(rd, "frontier.parquet"))
         frontier = list(zip(ft.column("url").to_pylist(), ft.column("depth").to_pylist(), strict=True))
         if not allowed:
             if seeds_hosts is None:
-                seeds_hosts = sorted({host_of(u) for u in pq.read_table(
-                    _round_dir(work, 0) / "frontier.parquet").column("url").to_pylist()})
+                seeds_hosts = sorted({host_of(u) for u in _read_parquet(
+                    storage.join(_round_dir(work, 0), "frontier.parquet"), ["url"]).column("url").to_pylist()})
             allowed = seeds_hosts
-        parts = rd / "parts"
+        parts = storage.join(rd, "parts")
         # Temps a killed attempt left; no writer of this crawl is live yet.
-        for d in (work, rd, parts, rd / "sitemaps", work / "robots"):
+        for d in (work, rd, parts, storage.join(rd, "sitemaps"), storage.join(work, "robots")):
             atomic.sweep(d)
         done = set(_read_parts(parts, ["requested_url"]).column(0).to_pylist())
         todo = group_by_host([(u, d) for u, d in frontier if u not in done])
         if todo:
             nodes.update(_fetch_round(todo, cfg, allowed, parts, r))
         results = _read_parts(parts, ["url", "depth", "outcome", "links"])
-        seen = set(pq.read_table(rd / "seen.parquet").column("url").to_pylist())
+        seen = set(_read_parquet(storage.join(rd, "seen.parquet")).column("url").to_pylist())
         sitemaps = [u for u in _round_sitemaps(rd) if host_allowed(host_of(u), allowed)]
         nxt = next_frontier(results, seen, allowed, cfg.max_depth, cfg.max_pages - queued, sitemaps)
         if nxt:
             nd = _round_dir(work, r + 1)
-            nd.mkdir(parents=True, exist_ok=True)
-            _write_parquet(nd / "seen.parquet", pa.table({"url": sorted(seen)}))
-            _write_parquet(nd / "frontier.parquet", pa.Table.from_pylist(
+            storage.makedirs(nd)
+            _write_parquet(storage.join(nd, "seen.parquet"), pa.table({"url": sorted(seen)}))
+            _write_parquet(storage.join(nd, "frontier.parquet"), pa.Table.from_pylist(
                 [{"url": u, "depth": d} for u, d in nxt], schema=_FRONTIER_SCHEMA))
             queued += len(nxt)
         stats = _summarise(work, r)
-        atomic.write_text(rd / "_DONE", json.dumps(stats) + "\n")
+        atomic.write_text(storage.join(rd, "_DONE"), json.dumps(stats) + "\n")
         if not nxt:
             return {**stats, "host_tasks_per_node": dict(nodes)}  # this run only; not in stats.json
         r += 1
@@ -368,8 +383,16 @@ def run(cfg: CrawlConfig):
     import ray
 
     crawl(cfg)
-    files = sorted(str(p) for p in Path(cfg.work_dir).resolve().glob("round-*/parts/*.parquet"))
+    work = work_dir(cfg)
+    files = [f for n in storage.listdir(work) if re.fullmatch(r"round-\d+", n)
+             for f in _part_files(storage.join(work, n, "parts"))]
     cols = list(schema.DOC_COLUMNS) + ["depth", "status"]
     if not files:
         return ray.data.from_arrow(PART_SCHEMA.empty_table().select(cols))
-    return ray.data.read_parquet(files, columns=cols)
+    fs, _ = storage.resolve(files[0])
+    return ray.data.read_parquet([storage.resolve(f)[1] for f in files], filesystem=fs, columns=cols)
+
+
+def work_dir(cfg: CrawlConfig) -> str:
+    """The crawl's work dir: a local path made absolute, or an object-store URI as given."""
+    return cfg.work_dir if storage.is_remote(cfg.work_dir) else str(Path(cfg.work_dir).resolve())

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from protego import Protego
 
-from raylm import atomic
+from raylm import atomic, storage
 
 MAX_BYTES = 500 * 1024  # bytes of robots.txt read and parsed: the RFC's minimum parsing limit
 MAX_AGE_S = 24 * 3600.0  # a cached robots.txt older than this is fetched again (RFC 9309 2.4)
@@ -122,14 +122,14 @@ class RobotsStore:
     """
 
     def __init__(self, directory: str | Path | None):
-        self.dir = Path(directory) if directory is not None else None
+        self.dir = storage.location(directory) if directory is not None else None  # local or object store
 
     def get(self, origin: str, now: float | None = None) -> tuple[dict | None, bool]:
         """(record, fresh): the stored record if any, and whether it may be used without refetching."""
         if self.dir is None:
             return None, False
         try:
-            rec = json.loads((self.dir / _file_name(origin)).read_text())
+            rec = json.loads(storage.read_text(storage.join(self.dir, _file_name(origin))))
         except (OSError, ValueError):
             return None, False
         now = time.time() if now is None else now
@@ -142,8 +142,8 @@ class RobotsStore:
         rec = {"origin": origin, "kind": kind, "status": status, "text": text, "truncated": truncated,
                "fetched_at": time.time() if now is None else now,
                "fetches": (before or {}).get("fetches", 0) + 1}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(self.dir / _file_name(origin), json.dumps(rec) + "\n")
+        storage.makedirs(self.dir)
+        atomic.write_text(storage.join(self.dir, _file_name(origin)), json.dumps(rec) + "\n")
 
     def record(self, origin: str, status: int | None, text: str | None, truncated: bool, user_agent: str,
                before: dict | None = None, on_sitemaps: Callable[[str, list[str]], None] | None = None
@@ -171,10 +171,12 @@ def summarise(directory: str | Path) -> dict:
     """Counts for stats.json: origins asked, robots.txt requests made, origins per kind."""
     kinds = dict.fromkeys(KINDS, 0)
     origins = fetches = 0
-    d = Path(directory)
-    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+    d = storage.location(directory)
+    for name in storage.listdir(d):
+        if not name.endswith(".json"):
+            continue
         try:
-            rec = json.loads(p.read_text())
+            rec = json.loads(storage.read_text(storage.join(d, name)))
         except (OSError, ValueError):
             continue
         origins += 1
