@@ -68,3 +68,33 @@ def write_result(name: str, records: dict | list[dict], extra_versions: tuple = 
     os.replace(tmp, path)
     print(f"wrote {path}")
     return path
+
+
+def ray_workers() -> int:
+    """Ray worker processes on this machine (tasks and actors, idle or busy: titled `ray::...`)."""
+    n = 0
+    for p in Path("/proc").iterdir():
+        try:
+            n += p.name.isdigit() and (p / "cmdline").read_bytes().startswith(b"ray::")
+        except OSError:  # gone meanwhile
+            pass
+    return n
+
+
+def moto_s3_server() -> tuple[object, str]:
+    """A moto S3 server on 127.0.0.1 with the AWS_* variables pointing at it (set in this
+    process: start it before Ray, whose workers inherit them); (server, endpoint)."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    return server, endpoint

@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks._common import write_result
+from benchmarks._common import ray_workers, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = """\
@@ -42,14 +42,6 @@ data:
 """
 
 
-def ray_workers() -> int:
-    n = 0
-    for p in Path("/proc").iterdir():
-        try:
-            n += p.name.isdigit() and (p / "cmdline").read_bytes().startswith(b"ray::")
-        except OSError:
-            pass
-    return n
 
 
 def spdx_files(shared: Path, d: Path) -> str:

@@ -12,30 +12,13 @@ timed apart, `fetch_s`), then memory-maps them as local shards are: the target i
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import write_result
+from benchmarks._common import moto_s3_server, write_result
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def s3_server() -> tuple[object, str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true"})
-    return server, endpoint
 
 
 def main() -> None:
@@ -54,7 +37,7 @@ def main() -> None:
     from raylm.train.config import ScheduleConfig, TrainConfig
     from raylm.train.trainer import fit
 
-    server, endpoint = s3_server()
+    server, endpoint = moto_s3_server()
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket="raylm-bench")
     work = Path(tempfile.mkdtemp(prefix="raylm-osbench-"))

@@ -7,12 +7,12 @@ join (one block and one shuffle task per file, aggregators starved of CPUs, >100
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks._common import ray_workers
 from raylm.cli import main
 from raylm.data.dedup.evaluate import load_spdx
 from raylm.data.dedup.stage import DedupConfig, dedup_local
@@ -27,15 +27,6 @@ data:
 """
 
 
-def ray_workers() -> int:
-    """Ray worker processes on this machine (tasks and actors, idle or busy: titled `ray::...`)."""
-    n = 0
-    for p in Path("/proc").iterdir():
-        try:
-            n += p.name.isdigit() and (p / "cmdline").read_bytes().startswith(b"ray::")
-        except OSError:  # gone meanwhile
-            pass
-    return n
 
 
 @pytest.mark.timeout(300)  # the issue's target is 60 s for the whole command; 5x for a loaded CI machine
