@@ -1,14 +1,8 @@
 """benchmarks/tools/sst2_sentences.py: the sentence-level selection split of the transfer benchmark."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-# `python -m pytest` (make test) has the repository root on sys.path already; a bare `pytest`
-# does not, and benchmarks/ is not an installed package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.tools import sst2_sentences  # noqa: E402
+from benchmarks.tools import sst2_sentences  # the repository root is on sys.path (pyproject pythonpath)
 
 ROWS = [  # two parse trees' phrases (as SST-2 lists them) and a third tree
     ("the film is a charming delight", "1"), ("a charming delight", "1"), ("charming", "1"), ("the film", "1"),
