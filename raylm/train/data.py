@@ -73,16 +73,20 @@ class TokenWindows:
     def num_windows(self, epoch: int) -> int:
         return int(self._counts(epoch).sum())
 
-    def windows(self, epoch: int, positions: np.ndarray, shuffle: bool = True) -> torch.Tensor:
-        """Token windows (len(positions), T+1) as int64 for epoch-local sample positions."""
+    def places(self, epoch: int, positions: np.ndarray, shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(shard index, start offset in it) of the windows at epoch-local sample positions."""
         counts = self._counts(epoch)
         n = int(counts.sum())
         idx = feistel_permute(positions, n, stable_hash(self.seed, "perm", epoch)) if shuffle else positions
         bounds = np.cumsum(counts)
         shard = np.searchsorted(bounds, idx, side="right")
         local = idx - (bounds[shard] - counts[shard])
-        starts = self._shift(epoch) + local * self.T
-        out = np.empty((len(idx), self.T + 1), dtype=np.int64)
+        return shard, self._shift(epoch) + local * self.T
+
+    def windows(self, epoch: int, positions: np.ndarray, shuffle: bool = True) -> torch.Tensor:
+        """Token windows (len(positions), T+1) as int64 for epoch-local sample positions."""
+        shard, starts = self.places(epoch, positions, shuffle)
+        out = np.empty((len(shard), self.T + 1), dtype=np.int64)
         for i, (sh, st) in enumerate(zip(shard, starts)):
             out[i] = self.shards[sh][st: st + self.T + 1]
         return torch.from_numpy(out)
@@ -93,11 +97,14 @@ class Loader:
 
     One background thread reads ahead `prefetch` batches from the memory-mapped shards; the
     state only advances when a batch is consumed, so a checkpoint never skips prefetched data.
+    With `mlm` ({seed, vocab, eos_id}: train.objective mlm) x is the window's first T tokens
+    masked and y their labels (raylm/train/mlm.py), instead of next-token targets.
     """
 
     def __init__(self, windows: TokenWindows, batch_size: int, rank: int = 0, world: int = 1,
-                 state: dict | None = None, prefetch: int = 2):
+                 state: dict | None = None, prefetch: int = 2, mlm: dict | None = None):
         self.w, self.B, self.rank, self.world = windows, batch_size, rank, world
+        self.mlm = mlm
         self.state = dict(state or {"epoch": 0, "pos": 0})
         self.prefetch = prefetch
         self._q: queue.Queue | None = None
@@ -115,7 +122,12 @@ class Loader:
         epoch, pos = self._next_pos(epoch, pos)
         positions = pos + np.arange(self.B, dtype=np.int64) * self.world + self.rank
         win = self.w.windows(epoch, positions)
-        return win[:, :-1], win[:, 1:], {"epoch": epoch, "pos": pos + self.B * self.world}
+        after = {"epoch": epoch, "pos": pos + self.B * self.world}
+        if self.mlm:
+            shard, start = self.w.places(epoch, positions)
+            x, y = masked(win[:, :-1], shard, start, epoch, self.mlm)
+            return x, y, after
+        return win[:, :-1], win[:, 1:], after
 
     def _producer(self, epoch, pos):
         try:
@@ -142,3 +154,10 @@ class Loader:
             raise item
         x, y, self.state = item
         return x, y
+
+
+def masked(tokens: torch.Tensor, shard: np.ndarray, start: np.ndarray, epoch: int, mlm: dict):
+    """MLM (inputs, labels) of windows (raylm/train/mlm.py) with the run's mlm settings."""
+    from raylm.train import mlm as M
+
+    return M.mask(tokens, shard, start, seed=mlm["seed"], epoch=epoch, vocab=mlm["vocab"], eos_id=mlm["eos_id"])
