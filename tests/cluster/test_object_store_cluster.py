@@ -138,7 +138,8 @@ def test_crawl_with_its_work_dir_on_s3(s3, tmp_path, capsys):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     out = f"s3://{BUCKET}/crawl"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"out: {out}\nseed: 1\ndata:\n  ingest:\n    crawl: {{seeds: ['http://127.0.0.1:{server.server_port}/'], "
+    seed = f"http://127.0.0.1:{server.server_port}/"
+    cfg.write_text(f"out: {out}\nseed: 1\ndata:\n  ingest:\n    crawl: {{seeds: ['{seed}'], "
                    "max_depth: 2, allow_private_addresses: true, min_delay_s: 0}\n"
                    "  steps: [extract]\n  tokenizer: {kind: char}\n  split: {val_fraction: 0.3}\n")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the S3 variables are set

@@ -105,12 +105,13 @@ def test_unauthorised_bucket_is_one_line_naming_the_key(s3, monkeypatch, tmp_pat
     monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
     cfg = C.load(RootConfig, None, [f"data.ingest.files.paths=[s3://{BUCKET}/denied/*.txt]",
                                     f"out=s3://{BUCKET}/runs/denied"])
-    with pytest.raises(ValueError, match=rf"^data.ingest.files.paths: s3://{BUCKET}/denied/\*.txt: cannot read it: access denied; "
-                                         r"the credentials this process uses \(AWS_\*"):
+    with pytest.raises(ValueError, match=rf"^data.ingest.files.paths: s3://{BUCKET}/denied/\*.txt: cannot read it: "
+                                         r"access denied; the credentials this process uses \(AWS_\*"):
         check_inputs(cfg.data, str(tmp_path))
     with pytest.raises(ValueError, match=rf"^out: s3://{BUCKET}/runs/denied: cannot write there: access denied"):
         commands._hold(SimpleNamespace(command="data"), cfg)
-    with pytest.raises(ValueError, match=rf"^data folder .*: s3://{BUCKET}/runs/denied/data: cannot read it: access denied"):
+    with pytest.raises(ValueError, match=rf"^data folder .*: s3://{BUCKET}/runs/denied/data: cannot read it: "
+                                         r"access denied"):
         commands._shards_ready(cfg.model, f"s3://{BUCKET}/runs/denied/data")
 
 
