@@ -67,15 +67,16 @@ def test_raylm_run_generate_export_with_out_on_s3(s3, tmp_path, monkeypatch, cap
 
 def test_incremental_dedup_against_a_previous_workdir_on_s3(s3, tmp_path, capsys):
     """dedup.previous names an earlier run's dedup workdir on S3: documents of the new run that
-    repeat the earlier run's are dropped as near duplicates, the others kept (issue 22)."""
+    repeat the earlier run's are dropped as near duplicates, the others kept (issue 22). (moto
+    keeps one store per process: every test here uses its own prefixes.)"""
     import ray
 
     words = (REPO / "raylm" / "assets" / "tinyshakespeare-slice.txt").read_text().split()
     chunks = [" ".join(words[i * 400:(i + 1) * 400]) for i in range(12)]
     for i in range(6):
-        s3.put_object(Bucket=BUCKET, Key=f"one/{i}.txt", Body=chunks[i].encode())
+        s3.put_object(Bucket=BUCKET, Key=f"inc1/{i}.txt", Body=chunks[i].encode())
     for i in range(4, 12):  # 4 and 5 again, under other names (other ids)
-        s3.put_object(Bucket=BUCKET, Key=f"two/again-{i}.txt", Body=chunks[i].encode())
+        s3.put_object(Bucket=BUCKET, Key=f"inc2/again-{i}.txt", Body=chunks[i].encode())
 
     def config(name, previous=""):
         path = tmp_path / f"{name}.yaml"
@@ -87,16 +88,16 @@ def test_incremental_dedup_against_a_previous_workdir_on_s3(s3, tmp_path, capsys
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the S3 variables are set
     try:
-        assert cli.main(["data", config("one")]) == 0, capsys.readouterr().err
+        assert cli.main(["data", config("inc1")]) == 0, capsys.readouterr().err
         outputs.release_locks()
-        assert cli.main(["data", config("two", f", previous: ['s3://{BUCKET}/one/data/dedup']")]) == 0, \
+        assert cli.main(["data", config("inc2", f", previous: ['s3://{BUCKET}/inc1/data/dedup']")]) == 0, \
             capsys.readouterr().err
     finally:
         ray.shutdown()
         outputs.release_locks()
     from raylm import storage
 
-    stats = json.loads(storage.read_text(f"s3://{BUCKET}/two/data/stats.json"))
+    stats = json.loads(storage.read_text(f"s3://{BUCKET}/inc2/data/stats.json"))
     assert stats["documents_read"] == 8
     assert stats["drop_reasons"] == {"dedup:near": 2}
 
@@ -136,7 +137,7 @@ def test_crawl_with_its_work_dir_on_s3(s3, tmp_path, capsys):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    out = f"s3://{BUCKET}/crawl"
+    out = f"s3://{BUCKET}/crawled"
     cfg = tmp_path / "c.yaml"
     seed = f"http://127.0.0.1:{server.server_port}/"
     cfg.write_text(f"out: {out}\nseed: 1\ndata:\n  ingest:\n    crawl: {{seeds: ['{seed}'], "
