@@ -151,7 +151,8 @@ def train(args, cfg: RootConfig | None = None, init_from: str | None = None, sta
     with tracking.run(cfg.tracking, p["out"], stage, C.to_dict(cfg)) as tracked:
         result = fit(cfg.model, cfg.train, data_dir, p[stage], cfg.seed, init_from=init_from,
                      storage_path=storage_root(cfg.cluster.storage_path, p["out"], stage),
-                     scratch=cfg.cluster.local_dir)
+                     scratch=cfg.cluster.local_dir,
+                     lora=cfg.finetune.lora if stage == "finetune" and cfg.finetune.lora.on else None)
         if tracked:
             tracked.log_artifacts([storage.join(p[stage], "result.json"), storage.join(p[stage], "config.yaml")])
     m = result["metrics"] or {}

@@ -13,6 +13,10 @@ rank, which the check below confirms), which only the score layer reads. A lower
 classifier gets a Lowercase normalizer in its tokenizer. `pooling: mean` has no GPT-2
 counterpart: export refuses it and says so.
 
+A LoRA run's checkpoint exports merged (W + B A alpha / r per adapted layer): `load_model` and
+`load_classifier` read it merged into its base, and a model given here with adapters still in
+it is merged on a copy first, so the exported model needs no LoRA code.
+
 Files: config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
 special_tokens_map.json, generation_config.json.
 """
@@ -27,6 +31,7 @@ from safetensors.torch import save_file
 
 from raylm import atomic
 from raylm.data.tokenize import EOS, UNK
+from raylm.train import lora
 
 LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -99,10 +104,18 @@ def _write(out: Path, tensors: dict, config: dict, files: dict[str, str]) -> Pat
     return out
 
 
+def _merged(model):
+    """`model` itself, or a copy with its LoRA adapters merged into the weights."""
+    import copy
+
+    return lora.merge(copy.deepcopy(model)) if lora.has_adapters(model) else model
+
+
 def export_lm(model, tokenizer_json: str, out: str | Path, sampling: dict | None = None) -> Path:
     """A raylm GPT -> GPT2LMHeadModel folder at `out` (replaced whole)."""
     from raylm.train.checkpoint import model_state
 
+    model = _merged(model)
     cfg = model.cfg
     eos = _eos(tokenizer_json)
     gen = {"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos, **(sampling or {})}
@@ -118,6 +131,7 @@ def export_classifier(model, meta: dict, tokenizer_json: str, out: str | Path) -
         raise ValueError(f"this classifier pools by {meta.get('pooling')!r}; GPT2ForSequenceClassification reads "
                          f"the last token only, so it cannot be exported to the Hugging Face layout (fine-tune "
                          f"with finetune.pooling: last to export)")
+    model = _merged(model)
     cfg = model.gpt.cfg
     eos = _eos(tokenizer_json)
     if meta.get("pad_id", eos) != eos:

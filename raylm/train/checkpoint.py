@@ -9,6 +9,12 @@ Layout of one checkpoint directory:
                       that continued pretraining reads shards of the same tokenizer)
   checksums.json      sha256 of every other file; `verify` checks them before a resume, so a
                       corrupt newest checkpoint is skipped for the one before (loop.py).
+
+A LoRA run's checkpoint (lora.py) holds only the adapters (and a classifier's head) in
+model.safetensors; model.json's "lora" names its rank, scale, targets and base checkpoint (path
+or object-store URI, and the sha256 of its checksums.json). `read_weights` merges the adapters
+into the base's weights, so `load_model` / `load_weights` give a plain model; the base must stay
+where it was (a changed or missing base is a clear error, never a silent mismatch).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from raylm import atomic
 from raylm.config import from_dict
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.storage import from_uri, is_remote
+from raylm.train import lora
 
 TIED = "lm_head.weight"
 CHECKSUMS = "checksums.json"
@@ -95,10 +102,13 @@ class CheckpointMismatch(ValueError):
 def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> list[str]:
     """Load weights into `model` (or its `.module`); error on a shape mismatch, naming it.
 
-    Returns the model's keys that the checkpoint did not have (only when strict=False, e.g. a
-    new classification head)."""
+    A plain model gets the checkpoint's full weights (`read_weights`: a LoRA checkpoint's merged
+    into its base); a model with LoRA adapters (a LoRA run resuming) gets the adapters alone, its
+    base weights being in it already. Returns the model's keys that the checkpoint did not have
+    (only when strict=False, e.g. a new classification head)."""
     target = getattr(model, "module", model)
-    sd = load_file(str(Path(path) / "model.safetensors"))
+    adapted = lora.has_adapters(target)
+    sd = load_file(str(Path(path) / "model.safetensors")) if adapted else read_weights(path)
     own = target.state_dict()
     for k, v in sd.items():
         if k in own and own[k].shape != v.shape:
@@ -106,10 +116,63 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
                              f"in the checkpoint and {tuple(own[k].shape)} in the model (model config differs)")
     missing, unexpected = target.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != TIED]
+    if adapted:  # the base weights come from init_from, not from this checkpoint
+        missing = [k for k in missing if k.endswith(lora.ADAPTER_KEYS)]
     if strict and (missing or unexpected):
         raise CheckpointMismatch(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     return missing
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The full weights of a checkpoint: its model.safetensors, or for a LoRA checkpoint its
+    base's full weights (recursively) with its own tensors put over them and the adapters merged."""
+    path = Path(path)
+    sd = load_file(str(path / "model.safetensors"))
+    meta = json.loads((path / "model.json").read_text())
+    rec = meta.get("lora")
+    if not rec:
+        return sd
+    base = _base_dir(rec, path)
+    full = read_weights(base)
+    if meta.get("task") == "classify" and json.loads((base / "model.json").read_text()).get("task") != "classify":
+        full = {f"gpt.{k}": v for k, v in full.items()}  # a classifier on a language model's body
+    full.update(sd)  # adapters, and a classifier's own head over a base classifier's
+    return lora.merge_state(full, rec["alpha"] / rec["r"])
+
+
+def identity(path: str | Path) -> str:
+    """What a checkpoint is: sha256 of its checksums.json (of model.json when it has none)."""
+    d = Path(path)
+    listed = d / CHECKSUMS if (d / CHECKSUMS).is_file() else d / "model.json"
+    return hashlib.sha256(listed.read_bytes()).hexdigest()
+
+
+def lora_record(cfg, base: str | Path) -> dict:
+    """model.json's "lora" entry of a LoRA run started from checkpoint `base`: the adapter
+    config, and where the base is (its object-store URI when `base` is a local copy of one)."""
+    source = Path(base) / "SOURCE"  # written by `fetch` beside a copied object-store checkpoint
+    where = source.read_text().strip() if source.is_file() else str(Path(base).resolve())
+    return {**asdict(cfg), "base": where, "base_sha256": identity(base)}
+
+
+def _base_dir(rec: dict, path: Path) -> Path:
+    """The local folder of a LoRA checkpoint's base, checked to be the one it was trained on."""
+    from raylm.storage import scratch
+
+    where = rec["base"]
+    gone = (f"{path} is a LoRA checkpoint (adapters only) whose base checkpoint {where} is not there; put the base "
+            f"back where this run was started from (its finetune.init_from)")
+    try:
+        base = Path(fetch(where, scratch(None, "lora-base")))  # an object-store base is copied once
+    except FileNotFoundError as e:
+        raise FileNotFoundError(gone) from e
+    if not (base / "model.json").is_file():
+        raise FileNotFoundError(gone)
+    if identity(base) != rec["base_sha256"]:
+        raise CheckpointMismatch(f"{path} is a LoRA checkpoint trained on base {where}, but the checkpoint there now "
+                                 f"is another one (its checksums differ); its adapters do not fit it")
+    return base
 
 
 def load_state(path: str | Path) -> dict | None:

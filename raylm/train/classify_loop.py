@@ -8,6 +8,11 @@ across workers, keeps the best weights by `finetune.metric`, stops early after
 `train.early_stopping_patience` evaluations without improvement, then evaluates the best
 weights on the test file the same way. The final checkpoint (best weights, test.json) is the
 last one reported. The step parts are the pretraining loop's (loop.py).
+
+With `finetune.lora` the body is frozen and LoRA adapters (lora.py) and the head train; the
+optimizer holds those alone, and checkpoints hold them with a reference to init_from. Under DDP
+every adapter is used in every forward pass, so no find_unused_parameters is needed; frozen
+parameters take no part in the gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from raylm import atomic, energy, interrupt, provenance, storage
 from raylm.eval.classify import all_reduce_confusion, confusion_matrix, metrics_from_confusion, write_report
 from raylm.model.gpt import GPTConfig
 from raylm.train import checkpoint as ckpt
+from raylm.train import lora
 from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices, encode, label_list, pad_batch,
                                        read_rows, to_indices, tokenizer_path)
 from raylm.train.config import TrainConfig
@@ -59,6 +65,7 @@ class ClassifyRun:
     init_from: str | None = None  # pretrained (or classifier) checkpoint; None = random init
     init_task: str | None = None  # "classify" when init_from is a classifier checkpoint
     scratch: str | None = None    # node-local disk (cluster.local_dir); None = the temp folder
+    lora: dict | None = None      # finetune.lora on: model.json's "lora" entry (checkpoint.lora_record)
 
 
 @dataclass
@@ -90,7 +97,8 @@ class _Parts:
     autocast: Any
     tok: Any                      # tokenizers.Tokenizer
     max_len: int                  # tokens kept per text
-    frozen: int                   # parameters frozen (finetune.freeze_*)
+    frozen: int                   # parameters that do not train (finetune.freeze_*, LoRA's frozen body)
+    trainable: int                # parameters that train (LoRA: adapters and head)
     local: Path                   # this node's files of `out` (out itself when local): temp checkpoints
 
     def meta(self, **more) -> dict:
@@ -98,7 +106,7 @@ class _Parts:
         ft = self.run.finetune
         return {"labels": self.run.labels, "pooling": ft.pooling, "lowercase": ft.lowercase,
                 "tokenizer": "tokenizer.json", "init_from": self.run.init_from, "max_len": self.max_len,
-                "pad_id": self.run.pad_id, **more}
+                "pad_id": self.run.pad_id, **({"lora": self.run.lora} if self.run.lora else {}), **more}
 
 
 def local_file(path: str, scratch: str | None = None) -> str:
@@ -165,7 +173,10 @@ def _build(run: ClassifyRun, session, device) -> tuple[_Parts, ClassifyState, di
             load_classifier_weights(model, run.init_from)
         else:
             ckpt.load_weights(model.gpt, run.init_from)  # strict: every body weight must be there
-    frozen = freeze(model, ft.freeze_embeddings, ft.freeze_layers)
+    if ft.lora.on:  # after the base weights: they stay as loaded, frozen
+        lora.add_adapters(model.gpt, ft.lora)
+    freeze(model, ft.freeze_embeddings, ft.freeze_layers)
+    trainable, total = lora.count(model)
     optimizer = build_optimizer(param_groups(model, cfg.optim.weight_decay, ft.head_lr_mult, ft.layer_decay),
                                 cfg.optim)
     def load(path: Path) -> tuple[dict, dict | None]:
@@ -187,8 +198,8 @@ def _build(run: ClassifyRun, session, device) -> tuple[_Parts, ClassifyState, di
         load_optimizer_state(wrapped, optimizer, saved["optimizer"], "ddp")
     parts = _Parts(run=run, session=session, model=wrapped, raw=model, optimizer=optimizer, device=device,
                    autocast=autocast_for(cfg, device), tok=Tokenizer.from_str(run.tokenizer_json),
-                   max_len=min(ft.max_len or run.model.block_size, run.model.block_size), frozen=frozen,
-                   local=storage.work_dir(run.out, run.scratch))
+                   max_len=min(ft.max_len or run.model.block_size, run.model.block_size), frozen=total - trainable,
+                   trainable=trainable, local=storage.work_dir(run.out, run.scratch))
     return parts, state, best_weights
 
 
@@ -246,13 +257,19 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
     weight = torch.tensor(run.class_weights, dtype=torch.float32, device=p.device) if run.class_weights else None
     if session.rank == 0:
         say(f"[finetune] {len(tr_ids)} train examples ({tr.skipped or 'none'} skipped), {len(run.labels)} classes, "
-            f"{p.frozen} frozen params, workers {session.world}")
+            f"{p.trainable} trainable / {p.frozen} frozen params"
+            + (f" (LoRA r={ft.lora.r} on {', '.join(ft.lora.targets)})" if ft.lora.on else "")
+            + f", workers {session.world}")
     metrics: dict = {}
     t0 = time.perf_counter()
+    timing = {"seconds": 0.0, "steps": 0}  # training steps of this process alone (no evaluation, no saving)
     eta = Eta(state.step, cfg.max_steps)
     power = energy.Meter(p.device.index or 0 if p.device.type == "cuda" else None, cfg.cpus_per_worker)
     while state.step < cfg.max_steps and not state.done:
+        t_step = time.perf_counter()
         lr, loss, gnorm = _train_step(p, tr_ids, tr.labels, weight, state.step)
+        timing["seconds"] += time.perf_counter() - t_step
+        timing["steps"] += 1
         state.step = step = state.step + 1
         halt = agree(session.should_stop(), p.device)  # Ctrl-C / SIGTERM: checkpoint here, then return
         regular_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
@@ -261,7 +278,7 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
             continue
         loss_mean, gnorm_mean = all_mean([loss.item(), float(gnorm)], p.device)
         metrics = {"step": step, "loss": loss_mean, "lr": lr, "grad_norm": gnorm_mean,
-                   "seconds": time.perf_counter() - t0}
+                   "seconds": time.perf_counter() - t0, **_step_time(timing)}
         ckpt_dir = None
         if is_eval and val_ids:
             m, vloss = _score_set(p, val, val_ids)
@@ -290,18 +307,24 @@ def classify_worker(run: ClassifyRun, session=None) -> dict:
             return {**metrics, "interrupted": True}
     if best_weights is not None:
         p.raw.load_state_dict(best_weights, strict=False)  # tied lm_head follows wte
-    return _final(p, state)
+    return _final(p, state, _step_time(timing))
+
+
+def _step_time(timing: dict) -> dict:
+    """Mean seconds per optimizer step of this process (rank 0's), evaluation and saving excluded."""
+    return {"step_s": timing["seconds"] / timing["steps"]} if timing["steps"] else {}
 
 
 def _val_loss(metrics: dict) -> dict:
     return {"val_loss": metrics["val_loss"]} if "val_loss" in metrics else {}
 
 
-def _final(p: _Parts, state: ClassifyState) -> dict:
+def _final(p: _Parts, state: ClassifyState, timing: dict) -> dict:
     """Test evaluation of the best weights (sharded, counts summed), then the final checkpoint."""
     ft = p.run.finetune
     test_file = ft.test_file or ft.val_file
-    metrics = {"step": state.step, "best_step": state.best_step, "final": True}
+    metrics = {"step": state.step, "best_step": state.best_step, "final": True, "trainable_params": p.trainable,
+               **timing}
     if state.best > -math.inf:  # the validation metric of the weights tested (higher is better)
         metrics.update(best_val=state.best, val_loss=state.best_val_loss)
     test = None
@@ -347,6 +370,9 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     init_from = None if ft.random_init else init_from
     if init_from and "://" not in init_from:
         init_from = str(Path(init_from).resolve())
+    if ft.lora.on and not init_from:
+        raise ValueError("finetune.lora adapts a pretrained checkpoint: set finetune.init_from (random init has no "
+                         "base weights to keep frozen)")
     init_task = None
     if init_from:
         init_task = json.loads((Path(init_from) / "model.json").read_text()).get("task")
@@ -369,7 +395,8 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     eos = tok.token_to_id(EOS)
     run = ClassifyRun(finetune=ft, train=cfg, model=model_cfg, labels=labels, class_weights=weights,
                       tokenizer_json=tok.to_str(), pad_id=eos if eos is not None else 0, out=local_path(str(out)),
-                      seed=seed, init_from=init_from, init_task=init_task, scratch=scratch)
+                      seed=seed, init_from=init_from, init_task=init_task, scratch=scratch,
+                      lora=ckpt.lora_record(ft.lora, init_from) if ft.lora.on else None)
     return run, tok_path
 
 

@@ -9,6 +9,10 @@ confusion matrices summed across workers (raylm/eval/classify.py).
 Classifier checkpoint directory: model.safetensors (GPT weights under `gpt.`, the head under
 `head.`), model.json (GPT config + {"task": "classify", labels, pooling, tokenizer, ...}),
 state.pt (optimizer, step, early-stopping state), and after the final evaluation test.json.
+
+`finetune.lora` (lora.py) trains low-rank adapters on the blocks' Linear layers instead of every
+weight, in both tasks: the base stays frozen, and checkpoints hold the adapters (and the head)
+with a reference to the base checkpoint; loading one for eval or export merges them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from safetensors.torch import load_file, save_file
 from raylm import atomic
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
+from raylm.train import lora
+from raylm.train.lora import LoraConfig
 
 
 @dataclass
@@ -61,8 +67,12 @@ class FinetuneConfig:
     max_train_examples: int = 0    # use the first N training rows; 0 = all
     max_eval_examples: int = 0     # use the first N validation / test rows; 0 = all
     eval_batch_size: int = 64      # texts per forward pass in evaluation, per worker
+    lora: LoraConfig = field(default_factory=LoraConfig)  # low-rank adapters instead of full fine-tuning (r 0 = off)
 
     def __post_init__(self):
+        if self.lora.on and self.random_init:
+            raise ValueError("finetune.lora adapts a pretrained checkpoint; finetune.random_init has none to adapt "
+                             "(set finetune.lora.r: 0, or start from a checkpoint)")
         if self.task == "classify" and not self.train_file:
             raise ValueError("finetune.task=classify needs finetune.train_file")
         if self.freeze_layers < 0 or self.max_len < 0 or self.max_train_examples < 0 or self.max_eval_examples < 0:
@@ -162,8 +172,12 @@ def param_groups(model: SequenceClassifier, weight_decay: float, head_lr_mult: f
 
 
 def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict for safetensors: DDP/compile prefixes off, the tied lm_head stored once (as wte)."""
-    return ckpt.model_state(model, tied="gpt." + ckpt.TIED)
+    """State dict for safetensors: DDP/compile prefixes off, the tied lm_head stored once (as wte).
+    With LoRA adapters: the adapters and the head only (what trains)."""
+    sd = ckpt.model_state(model, tied="gpt." + ckpt.TIED)
+    if lora.has_adapters(model):
+        return {k: v for k, v in sd.items() if k.endswith(lora.ADAPTER_KEYS) or k.startswith("head.")}
+    return sd
 
 
 def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, meta: dict,
@@ -187,10 +201,15 @@ def save_classifier(path: str | Path, model: nn.Module, model_cfg: GPTConfig, me
     return path
 
 
-def load_classifier_weights(model: SequenceClassifier, path: str | Path, file: str = "model.safetensors") -> None:
-    sd = load_file(str(Path(path) / file))
-    missing, unexpected = getattr(model, "module", model).load_state_dict(sd, strict=False)
-    missing = [k for k in missing if k != "gpt.lm_head.weight"]
+def load_classifier_weights(model: SequenceClassifier, path: str | Path) -> None:
+    """A classifier checkpoint into `model`: its full weights (a LoRA one's merged into its base)
+    into a plain classifier, or adapters and head alone into one with adapters (a LoRA run resuming)."""
+    target = getattr(model, "module", model)
+    adapted = lora.has_adapters(target)
+    sd = load_file(str(Path(path) / "model.safetensors")) if adapted else ckpt.read_weights(path)
+    missing, unexpected = target.load_state_dict(sd, strict=False)
+    keep = classifier_state(target) if adapted else None  # with adapters the base comes from init_from
+    missing = [k for k in missing if k != "gpt.lm_head.weight" and (keep is None or k in keep)]
     if missing or unexpected:
         raise ckpt.CheckpointMismatch(f"{path} is not a checkpoint of this classifier: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")

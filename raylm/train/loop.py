@@ -11,6 +11,10 @@ run resumed at step k draws exactly what the uninterrupted run drew.
 
 The step parts (device, autocast, learning rate, optimizer step, cross-rank means, progress
 lines, TensorBoard) are shared with the classification loop (classify_loop.py).
+
+Continued pretraining with LoRA (`LMRun.lora`, from finetune.lora): the init_from weights stay
+frozen, adapters (lora.py) train, and checkpoints hold the adapters and a reference to init_from;
+a resume loads init_from, then the adapters. DDP only: FSDP with LoRA is refused.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from raylm.data import shards
 from raylm.data.shards import read_manifest
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
+from raylm.train import lora
 from raylm.train.config import TrainConfig
 from raylm.train.data import Loader, TokenWindows, stable_hash
+from raylm.train.lora import LoraConfig
 from raylm.train.optim import build_optimizer, decay_groups, lr_at, set_lr
 from raylm.train.parallel import (full_model_state, load_optimizer_state, local_param_bytes, no_grad_sync,
                                   optimizer_state, parallelize)
@@ -56,6 +62,7 @@ class LMRun:
     tb_dir: str | None = None     # TensorBoard events (rank 0); None = none
     tokenizer_json: str | None = None  # copied into every checkpoint; None = not copied
     scratch: str | None = None    # node-local disk (cluster.local_dir); None = the temp folder
+    lora: LoraConfig | None = None  # LoRA adapters on init_from's frozen weights (finetune.lora); None / r 0 = off
 
 
 @dataclass
@@ -259,9 +266,19 @@ def _build(run: LMRun, model_cfg: GPTConfig, session, device):
     model = GPT(model_cfg).to(device)
     if run.init_from:
         ckpt.load_weights(model, run.init_from)
+    if run.lora is not None and run.lora.on:
+        if not run.init_from:
+            raise ValueError("finetune.lora adapts a pretrained checkpoint: set finetune.init_from")
+        if cfg.parallelism == "fsdp" and session.world > 1:
+            raise ValueError("finetune.lora runs with train.parallelism=ddp only: the optimizer state and gradients "
+                             "FSDP would shard are the adapters' alone; set train.parallelism=ddp")
+        n = lora.add_adapters(model, run.lora)  # after init_from's weights: they stay as loaded, frozen
+        if session.rank == 0:
+            say(f"[train] LoRA r={run.lora.r} on {', '.join(run.lora.targets)}: {n} trainable of "
+                f"{lora.count(model)[1]} parameters")
 
     def load(path: Path) -> dict:
-        ckpt.load_weights(model, path)  # before wrapping: checkpoints hold full weights
+        ckpt.load_weights(model, path)  # before wrapping: full weights, or a LoRA run's adapters
         saved = ckpt.load_state(path)
         LoopState.from_saved(saved)  # a state without every field is corrupt too
         return saved
@@ -294,16 +311,20 @@ def _train_step(model, optimizer, loader, run: LMRun, rank: int, world: int, ste
 
 
 def _checkpoint(run: LMRun, local: Path, model, raw, optimizer, model_cfg, state: LoopState, rank: int, val: float):
-    """Full weights and optimizer state (collectives under FSDP: every rank takes part); rank 0
-    writes the checkpoint directory under `local` (this node's disk) and returns it, the others
-    None."""
+    """Full weights (a LoRA run's adapters alone) and optimizer state (collectives under FSDP:
+    every rank takes part); rank 0 writes the checkpoint directory under `local` (this node's
+    disk) and returns it, the others None."""
     cfg = run.train
     weights = full_model_state(model, cfg.parallelism)
     opt_state = optimizer_state(model, optimizer, cfg.parallelism)
     if rank != 0:
         return None
+    extra = {"step": state.step, "val_loss": val, "data_dir": str(run.data_dir)}
+    if lora.has_adapters(raw):
+        weights = lora.adapter_state(ckpt.model_state(raw, weights))
+        extra["lora"] = ckpt.lora_record(run.lora, run.init_from)
     return ckpt.save(local / f".ckpt-{state.step}", raw, model_cfg, {"optimizer": opt_state, **asdict(state)},
-                     weights=weights, extra={"step": state.step, "val_loss": val, "data_dir": str(run.data_dir)},
+                     weights=weights, extra=extra,
                      files={"tokenizer.json": run.tokenizer_json} if run.tokenizer_json else None)
 
 

@@ -38,7 +38,7 @@ def local_path(path: str) -> str:
 
 def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: int,
         init_from: str | None = None, storage_path: str | None = None, env: dict | None = None,
-        scratch: str | None = None) -> dict:
+        scratch: str | None = None, lora=None) -> dict:
     """Train; writes and returns {"metrics": last metrics, "checkpoint": the newest checkpoint}
     (plus "best_checkpoint" with keep_by val_loss on Ray). `out` and `data_dir` may be on an
     object store (then Ray Train workers copy the shards to node-local `scratch`)."""
@@ -48,7 +48,8 @@ def fit(model_cfg: GPTConfig, cfg: TrainConfig, data_dir: str, out: str, seed: i
         raise ValueError(f"out={out}: train.num_workers 0 keeps checkpoints on this machine's disk; with out on "
                          f"an object store use train.num_workers >= 1 (Ray Train stores checkpoints there)")
     run = LMRun(model=model_cfg, train=cfg, data_dir=data_dir, out=out, seed=seed, init_from=init_from,
-                tb_dir=storage.join(out, "tb"), tokenizer_json=tokenizer_text(data_dir), scratch=scratch)
+                tb_dir=storage.join(out, "tb"), tokenizer_json=tokenizer_text(data_dir), scratch=scratch,
+                lora=lora)
     if cfg.num_workers == 0:
         session = LocalSession(dir=out, keep=cfg.keep_checkpoints, keep_by=cfg.keep_by)
         with interrupt.graceful():

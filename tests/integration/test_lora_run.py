@@ -1,0 +1,51 @@
+"""LoRA classification fine-tuning under DDP on Ray Train (2 workers, shared Ray): the adapters'
+gradients are averaged across workers, so 2 workers x 4 examples train exactly as 1 process x 8
+(no dropout), and the checkpoint holds the adapters and head alone."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from raylm.data.tokenize import EOS, char_tokenizer
+from raylm.model.gpt import GPT, GPTConfig
+from raylm.train import checkpoint as ckpt
+from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
+from raylm.train.finetune import FinetuneConfig, run_classify
+from raylm.train.lora import LoraConfig
+
+
+def _losses(out):
+    return {m["step"]: m["loss"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+            if "loss" in m}
+
+
+def test_lora_classify_ddp_matches_one_process(ray_session, tmp_path):
+    pos = ["good fun", "great joy", "lovely day", "nice work"]
+    neg = ["bad mess", "awful pain", "dull grey", "sad loss"]
+    rows = [(t, 1) for t in pos] + [(t, 0) for t in neg]
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 3))
+    tok = char_tokenizer("".join(t for t, _ in rows) + EOS)
+    (tmp_path / "tokenizer.json").write_text(tok.to_str())
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=tok.get_vocab_size())
+    torch.manual_seed(0)
+    src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg)
+    ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
+                        tokenizer=str(tmp_path / "tokenizer.json"), head_dropout=0.0,
+                        lora=LoraConfig(r=4, alpha=8.0, targets=["attn.c_attn", "mlp.c_proj"]))
+    tc = dict(max_steps=8, eval_interval=4, log_interval=1, keep_checkpoints=0, optim=OptimConfig(lr=1e-2),
+              schedule=ScheduleConfig(warmup_steps=1))
+    one = run_classify(ft, TrainConfig(batch_size=8, num_workers=0, **tc), str(tmp_path / "one"), 1, str(src))
+    two = run_classify(ft, TrainConfig(batch_size=4, num_workers=2, cpus_per_worker=1, **tc), str(tmp_path / "two"),
+                       1, str(src))
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=1e-4)
+    assert a[8] < a[1]  # it trained
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-4)
+    keys = set(load_file(f"{two['checkpoint']}/model.safetensors"))
+    assert keys == {f"gpt.blocks.{i}.{t}.lora_{ab}" for i in range(2) for t in ("attn.c_attn", "mlp.c_proj")
+                    for ab in "AB"} | {"head.weight", "head.bias"}
