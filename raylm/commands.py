@@ -313,6 +313,12 @@ def evaluate(args, cfg: RootConfig | None = None) -> dict:
               f"{t['macro_f1']:.4f} ({t['n']:,} examples)")
         console.summary(f"[raylm] report: {report_md} (per-class precision / recall / F1, confusion matrix)")
         return report
+    if "mlm" in report:  # an encoder
+        r = report["mlm"]
+        console.summary(f"[raylm] eval on {r['split']}: masked-token loss {r['masked_loss']:.4f} nats, accuracy "
+                        f"{r['masked_accuracy']:.4f} ({r['tokens_masked']:,} masked tokens)")
+        console.summary(f"[raylm] report: {report_md}")
+        return report
     r = report["lm"]
     console.summary(f"[raylm] eval on {r['split']}: loss {r['loss']:.4f} nats/token, perplexity {r['perplexity']:.2f}, "
           f"{r['bits_per_byte']:.3f} bits per byte ({r['tokens_scored']:,} tokens)")
@@ -425,17 +431,26 @@ def run_all(args) -> None:
     wall["train"], t0 = time.perf_counter() - t0, time.perf_counter()
     report = evaluate(args, cfg)
     wall["eval"] = time.perf_counter() - t0
-    r = report["lm"]
     took = ", ".join(f"{k} {console.duration(v)}" for k, v in wall.items())
     console.summary(f"\n[raylm] finished in {console.duration(sum(wall.values()))} ({took}). What you have:")
     console.summary(f"  {cfg.out}/data/shards   token shards, manifest.json, tokenizer.json; stats in data/stats.json")
     console.summary(f"  {cfg.out}/train         checkpoints (Ray Train), TensorBoard events in train/tb")
-    console.summary(f"  {cfg.out}/eval          report.md / report.json: validation perplexity {r['perplexity']:.2f} "
-                    f"(lower is better; {r['bits_per_byte']:.2f} bits per byte) and generated samples")
     sets = "".join(f" --set {o}" for o in args.overrides)
-    console.summary("[raylm] next:")
-    console.summary(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt (or --interactive)")
-    console.summary(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
+    if "mlm" in report:  # an encoder: fine-tune it; it does not generate
+        r = report["mlm"]
+        console.summary(f"  {cfg.out}/eval          report.md / report.json: masked-token accuracy "
+                        f"{r['masked_accuracy']:.3f} (loss {r['masked_loss']:.3f} nats)")
+        console.summary("[raylm] next:")
+        console.summary(f"  raylm finetune {args.config}{sets} --set finetune.task=classify ...   a classifier on it")
+    else:
+        r = report["lm"]
+        console.summary(f"  {cfg.out}/eval          report.md / report.json: validation perplexity "
+                        f"{r['perplexity']:.2f} (lower is better; {r['bits_per_byte']:.2f} bits per byte) and "
+                        "generated samples")
+        console.summary("[raylm] next:")
+        console.summary(f"  raylm generate {args.config}{sets} --prompt \"...\"     continue a prompt "
+                        "(or --interactive)")
+        console.summary(f"  raylm export {args.config}{sets} --out {cfg.out}/hf      the model for transformers")
     if cfg.tracking.backend == "mlflow":
         console.summary(f"  mlflow ui --backend-store-uri {tracking.store(cfg.tracking, cfg.out)[0]}      "
                         "the tracked runs (the UI needs the full mlflow package)")

@@ -58,6 +58,9 @@ def gpt2_state(sd: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Ten
 
 
 def gpt2_config(model_cfg, eos_id: int, **extra) -> dict:
+    if getattr(model_cfg, "arch", "decoder") != "decoder":
+        raise ValueError("raylm export writes GPT-2's (causal) layout; an encoder (model.arch: encoder) has no "
+                         "faithful GPT-2 form and is not exported yet")
     d = model_cfg.dropout
     return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": model_cfg.vocab_size,
             "n_positions": model_cfg.block_size, "n_embd": model_cfg.n_embd, "n_layer": model_cfg.n_layer,

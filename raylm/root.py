@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from raylm.cluster import ClusterConfig
+from raylm.config import ConfigError
 from raylm.data.pipeline import DataConfig
 from raylm.eval.lm import EvalConfig
 from raylm.model.gpt import GPTConfig
@@ -30,3 +31,20 @@ class RootConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow runs of train, finetune, eval, tune
+
+    def __post_init__(self):
+        """Checks across sections: the objective fits the architecture, and fine-tuning pools
+        and trains in a way the architecture supports (an encoder's pooling is checked when a
+        classifier is fine-tuned: `finetune.pooling` defaults to a decoder's `last`)."""
+        arch, obj = self.model.arch, self.train.objective
+        if obj is not None and obj != ("mlm" if arch == "encoder" else "clm"):
+            raise ConfigError(f"train.objective {obj} does not fit model.arch {arch}: a decoder trains on clm (next "
+                              f"token), an encoder on mlm (masked tokens); leave train.objective unset to follow "
+                              f"model.arch")
+        ft = self.finetune
+        if arch == "decoder" and ft.pooling == "first":
+            raise ConfigError("finetune.pooling first: a decoder's first token has read only itself; use last or "
+                              "mean")
+        if arch == "encoder" and ft.lm_loss_weight > 0:
+            raise ConfigError("finetune.lm_loss_weight is the next-token auxiliary loss of a decoder; an encoder "
+                              "has none: set it to 0")

@@ -104,6 +104,42 @@ def evaluate_split(model, data_dir: str, cfg: EvalConfig) -> dict:
             "stride": cfg.stride or T}
 
 
+@torch.no_grad()
+def evaluate_masked(model, data_dir: str, cfg: EvalConfig, seed: int) -> dict:
+    """An encoder's masked-token loss and accuracy on a split: its windows in order (non-
+    overlapping, block_size tokens), masked as in training (raylm/train/mlm.py, epoch 0 and
+    this seed, so two checkpoints are scored on the same masks). Perplexity is a decoder's
+    measure and is not reported."""
+    from raylm.train.data import TokenWindows, masked
+
+    m = read_manifest(data_dir)
+    T = model.cfg.block_size
+    w = TokenWindows(data_dir, cfg.split, T, seed)
+    n = w.num_windows(0)
+    if cfg.max_tokens:
+        n = min(n, max(1, cfg.max_tokens // T))
+    settings = {"seed": seed, "vocab": m["vocab_size"], "eos_id": m["eos_id"]}
+    device = next(model.parameters()).device
+    total, correct, count = 0.0, 0, 0
+    for b in range(0, n, cfg.batch_size):
+        pos = np.arange(b, min(n, b + cfg.batch_size), dtype=np.int64)
+        shard, start = w.places(0, pos, shuffle=False)
+        x, y = masked(w.windows(0, pos, shuffle=False)[:, :-1], shard, start, 0, settings)
+        logits, _ = model(x.to(device))
+        y = y.to(device)
+        chosen = y >= 0
+        if not chosen.any():
+            continue
+        lg, tg = logits[chosen].float(), y[chosen]
+        total += F.cross_entropy(lg, tg, reduction="sum").item()
+        correct += (lg.argmax(-1) == tg).sum().item()
+        count += int(chosen.sum().item())
+    if count == 0:
+        raise ValueError(f"split {cfg.split!r} has too few tokens to evaluate with block_size {T}")
+    return {"split": cfg.split, "objective": "mlm", "masked_loss": total / count, "masked_accuracy": correct / count,
+            "tokens_masked": count, "tokens_seen": n * T}
+
+
 def generate_samples(model, tokenizer_path: str, eos_id: int, cfg: EvalConfig, seed: int) -> list[dict]:
     from tokenizers import Tokenizer
 
@@ -133,10 +169,14 @@ def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: 
     model = ckpt.load_model(checkpoint, device).eval()
     m = read_manifest(data_dir)
     model.cfg.with_vocab(m["vocab_size"], f"the tokenizer of {data_dir} (checkpoint {checkpoint})")
-    report = {"checkpoint": source or str(checkpoint), "data_dir": data_source or str(data_dir),
-              "lm": evaluate_split(model, data_dir, cfg)}
-    samples = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
-    report["samples"], report["safeguard"] = safeguard.apply(samples, cfg.safeguard)
+    report = {"checkpoint": source or str(checkpoint), "data_dir": data_source or str(data_dir)}
+    if getattr(model.cfg, "arch", "decoder") == "encoder":  # masked-token measures; nothing to generate
+        report["mlm"] = evaluate_masked(model, data_dir, cfg, seed)
+        report["samples"], report["safeguard"] = [], safeguard.apply([], cfg.safeguard)[1]
+    else:
+        report["lm"] = evaluate_split(model, data_dir, cfg)
+        samples = generate_samples(model, str(Path(data_dir) / m["tokenizer"]), m["eos_id"], cfg, seed)
+        report["samples"], report["safeguard"] = safeguard.apply(samples, cfg.safeguard)
     report["seconds"] = round(time.time() - t0, 2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,12 +190,18 @@ def run(cfg: EvalConfig, checkpoint: str, data_dir: str, out: str | Path, seed: 
 
 
 def to_markdown(report: dict) -> str:
+    lines = ["# raylm evaluation", "", f"- checkpoint: `{report['checkpoint']}`", f"- data: `{report['data_dir']}`", ""]
+    if "mlm" in report:
+        r = report["mlm"]
+        lines += ["| split | masked-token loss (nats) | masked-token accuracy | tokens masked |", "|---|---|---|---|",
+                  f"| {r['split']} | {r['masked_loss']:.4f} | {r['masked_accuracy']:.4f} | {r['tokens_masked']:,} |",
+                  ""]
+        return "\n".join(lines)
     lm = report["lm"]
-    lines = ["# raylm evaluation", "", f"- checkpoint: `{report['checkpoint']}`", f"- data: `{report['data_dir']}`",
-             "", "| split | loss (nats/token) | perplexity | bits per byte | tokens scored | stride |",
-             "|---|---|---|---|---|---|",
-             f"| {lm['split']} | {lm['loss']:.4f} | {lm['perplexity']:.2f} | {lm['bits_per_byte']:.4f} | "
-             f"{lm['tokens_scored']:,} | {lm['stride']} |", "", "## Samples", ""]
+    lines += ["| split | loss (nats/token) | perplexity | bits per byte | tokens scored | stride |",
+              "|---|---|---|---|---|---|",
+              f"| {lm['split']} | {lm['loss']:.4f} | {lm['perplexity']:.2f} | {lm['bits_per_byte']:.4f} | "
+              f"{lm['tokens_scored']:,} | {lm['stride']} |", "", "## Samples", ""]
     for s in report["samples"]:
         lines += [f"**prompt:** `{s['prompt']!r}`", "", "```", s["text"], "```", ""]
     return "\n".join(lines)

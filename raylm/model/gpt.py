@@ -1,8 +1,12 @@
-"""A GPT-style decoder (nanoGPT lineage). Knows nothing of Ray or parallelism.
+"""A GPT-style decoder (nanoGPT lineage), or the same body as a bidirectional encoder. Knows
+nothing of Ray or parallelism.
 
-Pre-norm blocks, causal self-attention through `F.scaled_dot_product_attention` (fused /
-flash kernels where the device has them), GELU MLP, learned positions, input and output
-embeddings tied. Shapes in comments: B batch, T time, C n_embd, nh heads, hs head size.
+Pre-norm blocks, self-attention through `F.scaled_dot_product_attention` (fused / flash kernels
+where the device has them), GELU MLP, learned positions, input and output embeddings tied.
+`arch: decoder` attends causally and predicts the next token; `arch: encoder` attends both ways
+and is pretrained by masked-language modelling (raylm/train/mlm.py): its embedding has one row
+more than its tokenizer, the mask token. Shapes in comments: B batch, T time, C n_embd, nh
+heads, hs head size.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ DEFAULT_SIZE = "shakespeare-cpu"  # what n_layer / n_head / n_embd left unset me
 
 @dataclass
 class GPTConfig:
+    arch: Literal["decoder", "encoder"] = "decoder"  # decoder: causal, next token; encoder: bidirectional,
+                                     # masked tokens (train.objective mlm), one extra embedding row: [MASK]
     size: str | None = None          # a key of SIZES: fills n_layer / n_head / n_embd left unset
     n_layer: int | None = None       # transformer blocks; unset = from size (no size: shakespeare-cpu, 4)
     n_head: int | None = None        # attention heads per block; unset = from size (4)
@@ -61,12 +67,15 @@ class GPTConfig:
 
     def with_vocab(self, vocab: int, source: str) -> GPTConfig:
         """This config for a tokenizer of `vocab` tokens (from `source`, named in the error):
-        vocab_size 0 takes it; a smaller one is refused, as the model could not embed every id."""
+        vocab_size 0 takes it (an encoder one more, for its mask token); a smaller one is
+        refused, as the model could not embed every id."""
+        need = vocab + (1 if self.arch == "encoder" else 0)
         if self.vocab_size == 0:
-            return replace(self, vocab_size=vocab)
-        if self.vocab_size < vocab:
-            raise ValueError(f"model.vocab_size={self.vocab_size} is smaller than the {vocab} tokens of {source}: "
-                             f"they were not made together (vocab_size 0 follows the tokenizer)")
+            return replace(self, vocab_size=need)
+        if self.vocab_size < need:
+            raise ValueError(f"model.vocab_size={self.vocab_size} is smaller than the {vocab} tokens of {source}"
+                             f"{' plus the mask token' if self.arch == 'encoder' else ''}: they were not made "
+                             f"together (vocab_size 0 follows the tokenizer)")
         return self
 
 
@@ -74,6 +83,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.n_head = cfg.n_head
+        self.causal = cfg.arch == "decoder"
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.c_proj.residual = True  # scaled init target
@@ -84,7 +94,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None and self.causal,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.c_proj(y))
@@ -195,6 +205,11 @@ class GPT(nn.Module):
         T = T or self.cfg.block_size
         return 6 * self.num_params() + 12 * self.cfg.n_layer * T * self.cfg.n_embd
 
+    def _decoder_only(self, what: str) -> None:
+        if self.cfg.arch != "decoder":
+            raise ValueError(f"an encoder (model.arch: encoder) does not {what}: it predicts masked tokens; "
+                             f"fine-tune it (finetune.task: classify) or pretrain a decoder")
+
     def hidden(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids (B, T) -> final normalised hidden states (B, T, C)."""
         B, T = idx.shape
@@ -225,6 +240,7 @@ class GPT(nn.Module):
         the cache, extended in place. `last_only`: logits of the last position only (B, 1, V).
         P + T must not exceed block_size."""
         B, T = idx.shape
+        self._decoder_only("generate")
         if cache is None:
             cache = KVCache(self.cfg, B, self.cfg.block_size, idx.device, self.wte.weight.dtype)
         start = cache.length
@@ -244,6 +260,7 @@ class GPT(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample continuations of (B, T) prompts; returns (B, T + max_new_tokens). Recomputes the
         whole window every token (no cache): the reference raylm/eval/generate.py is checked against."""
+        self._decoder_only("generate")
         for _ in range(max_new_tokens):
             ctx = idx[:, -self.cfg.block_size:]
             nxt = sample(self(ctx)[0][:, -1, :], temperature, top_k, top_p, generator)

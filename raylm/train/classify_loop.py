@@ -37,7 +37,7 @@ from raylm.train import lora
 from raylm.train.classify_data import (Labelled, balanced_weights, batch_indices, encode, label_list, pad_batch,
                                        read_rows, to_indices, tokenizer_path)
 from raylm.train.config import TrainConfig
-from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, classifier_state, freeze,
+from raylm.train.finetune import (FinetuneConfig, SequenceClassifier, check_pooling, classifier_state, freeze,
                                   load_classifier_weights, param_groups, save_classifier)
 from raylm.train.launch import launch, raise_if_stopped
 from raylm.train.loop import (Eta, agree, all_mean, autocast_for, begin_step, drop_unreported_checkpoints,
@@ -382,6 +382,7 @@ def prepare(ft: FinetuneConfig, cfg: TrainConfig, out: str, seed: int, init_from
     tok_path = tokenizer_path(init_from, ft.tokenizer, ft.data_dir or data_dir)
     tok = Tokenizer.from_str(storage.read_text(tok_path))
     model_cfg = model_cfg.with_vocab(tok.get_vocab_size(), f"tokenizer {tok_path}")
+    check_pooling(model_cfg.arch, ft.pooling)  # before any output is claimed
     texts, raw, _ = read_rows(local_file(ft.train_file, scratch), ft.format, ft.header, ft.columns, ft.text_column,
                               ft.label_column, ft.max_train_examples)
     labels = label_list(raw, ft.label_map, ft.labels)

@@ -40,6 +40,8 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 2000         # optimizer steps
+    objective: Literal["clm", "mlm"] | None = None  # clm: next token (a decoder); mlm: masked tokens, BERT's
+                                  # 15% / 80-10-10 (an encoder); None = the one of model.arch
     batch_size: int = 12          # sequences per worker per micro-step
     grad_accum: int = 1           # micro-steps per optimizer step
     grad_clip: float = 1.0        # max global gradient norm; 0 = off

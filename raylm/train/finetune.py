@@ -54,7 +54,8 @@ class FinetuneConfig:
     tokenizer: str | None = None   # tokenizer.json; None = the one of the checkpoint's pretraining data
     lowercase: bool = False        # lowercase every text before tokenizing (a model pretrained on lowercased text)
     max_len: int = 0               # tokens kept per text (the first ones); 0 = model block_size
-    pooling: Literal["last", "mean"] = "last"  # last real token's state, or mean over real tokens
+    pooling: Literal["last", "mean", "first"] = "last"  # last real token's state (a decoder), the mean over
+                                   # real tokens, or the first token's (an encoder: first or mean)
     head_dropout: float = 0.1      # dropout on the pooled vector before the head
     lm_loss_weight: float = 0.0    # + this x next-token loss on the training texts (GPT-1's auxiliary LM objective)
     class_weights: list[float] = field(default_factory=list)  # loss weight per class; [] = equal
@@ -96,11 +97,21 @@ class FinetuneConfig:
             raise ValueError(f"finetune.positive_label {self.positive_label!r} is not one of {self.labels}")
 
 
+def check_pooling(arch: str, pooling: str) -> None:
+    """The pooling fits the architecture (ValueError naming the fix)."""
+    if arch == "encoder" and pooling == "last":
+        raise ValueError("finetune.pooling last is a decoder's (its last token has read the whole text); an "
+                         "encoder pools the first token or the mean: set finetune.pooling: first or mean")
+    if arch == "decoder" and pooling == "first":
+        raise ValueError("finetune.pooling first: a decoder's first token has read only itself; use last or mean")
+
+
 class SequenceClassifier(nn.Module):
     """GPT body -> pooled (B, C) -> dropout -> linear head -> logits (B, K)."""
 
     def __init__(self, cfg: GPTConfig, num_classes: int, pooling: str = "last", head_dropout: float = 0.0):
         super().__init__()
+        check_pooling(cfg.arch, pooling)
         self.gpt = GPT(cfg)
         self.pooling = pooling
         self.drop = nn.Dropout(head_dropout)
@@ -112,13 +123,18 @@ class SequenceClassifier(nn.Module):
         """(B, T, C) states, (B,) real lengths -> (B, C), ignoring right padding."""
         if self.pooling == "last":
             return h[torch.arange(h.size(0), device=h.device), lengths - 1]
+        if self.pooling == "first":
+            return h[:, 0]
         mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, T)
         return (h * mask[..., None]).sum(1) / lengths[:, None].to(h.dtype)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor, lm_loss: bool = False):
         """Class logits (B, K); with lm_loss, (logits, mean next-token cross-entropy over the
         real tokens) from the same forward pass, for GPT-1's auxiliary objective."""
-        h = self.gpt.hidden(idx)
+        mask = None
+        if self.gpt.cfg.arch == "encoder":  # attends both ways: right padding must not be attended to
+            mask = (torch.arange(idx.size(1), device=idx.device)[None, :] < lengths[:, None])[:, None, None, :]
+        h = self.gpt.hidden(idx, mask)
         logits = self.head(self.drop(self.pool(h, lengths)))
         if not lm_loss:
             return logits

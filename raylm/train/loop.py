@@ -38,7 +38,7 @@ from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
 from raylm.train import lora
 from raylm.train.config import TrainConfig
-from raylm.train.data import Loader, TokenWindows, stable_hash
+from raylm.train.data import Loader, TokenWindows, masked, stable_hash
 from raylm.train.lora import LoraConfig
 from raylm.train.optim import build_optimizer, decay_groups, lr_at, set_lr
 from raylm.train.parallel import (full_model_state, load_optimizer_state, local_param_bytes, no_grad_sync,
@@ -221,8 +221,10 @@ class Throughput:
 
 @torch.no_grad()
 def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: int, max_batches: int,
-             device, autocast) -> float:
+             device, autocast, mlm: dict | None = None) -> float:
     """Mean loss over the first max_batches * batch_size * world windows (all if 0), exact across ranks.
+    With `mlm` (an encoder), the mean over the masked tokens of those windows, masked as in
+    training for epoch 0 (the same masks at every validation).
 
     Every rank runs the same number of forward passes (FSDP's all-gathers are collectives); a rank
     whose share has run out scores a placeholder window with weight 0."""
@@ -234,10 +236,18 @@ def evaluate(model, windows: TokenWindows, batch_size: int, rank: int, world: in
         pos = g * batch_size * world + rank + np.arange(batch_size) * world
         pos = pos[pos < limit]
         weight = 1.0 if len(pos) else 0.0
-        win = windows.windows(0, pos if len(pos) else np.zeros(1, dtype=np.int64), shuffle=False).to(device)
+        pos = pos if len(pos) else np.zeros(1, dtype=np.int64)
+        win = windows.windows(0, pos, shuffle=False)
+        if mlm:
+            x, y = masked(win[:, :-1], *windows.places(0, pos, shuffle=False), 0, mlm)
+        else:
+            x, y = win[:, :-1], win[:, 1:]
+        x, y = x.to(device), y.to(device)
         with autocast:
-            _, loss = model(win[:, :-1], win[:, 1:])
-        k = win[:, 1:].numel() * weight
+            _, loss = model(x, y)
+        k = (y >= 0).sum().item() * weight
+        if k == 0:  # no masked token in this batch: nothing to score (the loss is NaN)
+            loss = torch.zeros((), device=device)
         total += torch.tensor([loss.item() * k, k], dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
@@ -252,6 +262,14 @@ def drop_unreported_checkpoints(folder: Path) -> None:
 
     for d in Path(folder).glob(".ckpt-*"):
         shutil.rmtree(d, ignore_errors=True)
+
+
+def mlm_settings(model_cfg: GPTConfig, data_dir: str, seed: int) -> dict | None:
+    """An encoder's masking settings (raylm/train/mlm.py) for these shards; None for a decoder."""
+    if model_cfg.arch != "encoder":
+        return None
+    m = read_manifest(data_dir)
+    return {"seed": seed, "vocab": m["vocab_size"], "eos_id": m["eos_id"]}
 
 
 def resolve_model_config(model_cfg: GPTConfig, data_dir: str) -> GPTConfig:
@@ -343,13 +361,14 @@ def train_worker(run: LMRun, session=None) -> dict:
     val_w = TokenWindows(data_dir, "val", model_cfg.block_size, run.seed)
     model, raw, optimizer, state = _build(run, model_cfg, session, device)
     autocast = autocast_for(cfg, device)
-    loader = Loader(train_w, cfg.batch_size, rank, world, state=state.data)
+    mlm = mlm_settings(model_cfg, data_dir, run.seed)
+    loader = Loader(train_w, cfg.batch_size, rank, world, state=state.data, mlm=mlm)
     tb = open_tensorboard(str(storage.work_dir(run.tb_dir, run.scratch))) if rank == 0 and run.tb_dir else None
     meter = Throughput(raw, cfg, world, device)
     power = energy.Meter(device.index or 0 if device.type == "cuda" else None, cfg.cpus_per_worker)
 
     def validate() -> float:
-        return evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast)
+        return evaluate(model, val_w, cfg.batch_size, rank, world, cfg.eval_batches, device, autocast, mlm)
 
     metrics: dict = {}
     early_stopped = 0 < cfg.early_stopping_patience <= state.bad_evals
