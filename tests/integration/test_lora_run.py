@@ -49,3 +49,24 @@ def test_lora_classify_ddp_matches_one_process(ray_session, tmp_path):
     keys = set(load_file(f"{two['checkpoint']}/model.safetensors"))
     assert keys == {f"gpt.blocks.{i}.{t}.lora_{ab}" for i in range(2) for t in ("attn.c_attn", "mlp.c_proj")
                     for ab in "AB"} | {"head.weight", "head.bias"}
+
+
+def test_continued_pretraining_with_lora_from_the_cli(ray_session, tmp_path, capsys):
+    """`raylm finetune` (task lm) with finetune.lora: the checkpoint holds adapters alone and names
+    its base; eval reads it merged."""
+    from pathlib import Path
+
+    from raylm.cli import main
+
+    tiny = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
+    sets = ["--set", f"out={tmp_path / 'run'}", "--set", "train.max_steps=10", "--set", "train.eval_interval=5",
+            "--set", "train.num_workers=1"]
+    assert main(["run", tiny, *sets]) == 0, capsys.readouterr().err
+    assert main(["finetune", tiny, *sets, "--set", "finetune.lora.r=4"]) == 0, capsys.readouterr().err
+    assert "[train] LoRA r=4" in capsys.readouterr().out
+    result = json.loads((tmp_path / "run" / "finetune" / "result.json").read_text())
+    ck = Path(result["checkpoint"])
+    keys = set(load_file(str(ck / "model.safetensors")))
+    assert keys and all(k.endswith(("lora_A", "lora_B")) for k in keys), sorted(keys)[:5]
+    assert json.loads((ck / "model.json").read_text())["lora"]["r"] == 4
+    assert main(["eval", tiny, *sets, "--set", f"eval.checkpoint={ck}", "--set", "eval.max_tokens=2000"]) == 0
