@@ -5,15 +5,12 @@ gradients are averaged across workers, so 2 workers x 4 examples train exactly a
 import json
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
-from raylm.data.tokenize import EOS, char_tokenizer
-from raylm.model.gpt import GPT, GPTConfig
-from raylm.train import checkpoint as ckpt
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.finetune import FinetuneConfig, run_classify
 from raylm.train.lora import LoraConfig
+from tiny_classify import tiny_classify  # tests/tiny_classify.py
 
 
 def _losses(out):
@@ -22,16 +19,7 @@ def _losses(out):
 
 
 def test_lora_classify_ddp_matches_one_process(ray_session, tmp_path):
-    pos = ["good fun", "great joy", "lovely day", "nice work"]
-    neg = ["bad mess", "awful pain", "dull grey", "sad loss"]
-    rows = [(t, 1) for t in pos] + [(t, 0) for t in neg]
-    data = tmp_path / "d.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 3))
-    tok = char_tokenizer("".join(t for t, _ in rows) + EOS)
-    (tmp_path / "tokenizer.json").write_text(tok.to_str())
-    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=tok.get_vocab_size())
-    torch.manual_seed(0)
-    src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg)
+    data, _, src = tiny_classify(tmp_path, n_layer=2, n_embd=32)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tmp_path / "tokenizer.json"), head_dropout=0.0,
                         lora=LoraConfig(r=4, alpha=8.0, targets=["attn.c_attn", "mlp.c_proj"]))

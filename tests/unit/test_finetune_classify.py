@@ -11,6 +11,7 @@ from raylm.model.gpt import GPTConfig
 from raylm.train.classify_data import (balanced_weights, batch_indices, label_list, pad_batch, read_rows,
                                        to_indices)
 from raylm.train.finetune import FinetuneConfig, SequenceClassifier, freeze, param_groups
+from tiny_classify import tiny_classify  # tests/tiny_classify.py
 
 
 def test_read_tsv_with_header_and_quotes(tmp_path):
@@ -133,32 +134,13 @@ def test_config_checks():
     FinetuneConfig(task="classify", train_file="x.tsv", labels=["0", "1"], positive_label="1")
 
 
-def _tiny_setup(tmp_path):
-    from raylm.data.tokenize import EOS, char_tokenizer
-    from raylm.model.gpt import GPT
-    from raylm.train import checkpoint as ckpt
-
-    pos = ["good fun", "great joy", "lovely day", "nice work"]
-    neg = ["bad mess", "awful pain", "dull grey", "sad loss"]
-    rows = [(t, 1) for t in pos] + [(t, 0) for t in neg]
-    data = tmp_path / "d.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 3))
-    tok = char_tokenizer("".join(t for t, _ in rows) + EOS)
-    tok_path = tmp_path / "tokenizer.json"
-    tok_path.write_text(tok.to_str())
-    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=tok.get_vocab_size())
-    torch.manual_seed(0)
-    src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg, extra={"data_dir": None})
-    return data, tok_path, src
-
-
 def test_tiny_classify_in_process(tmp_path):
     """num_workers=0: no Ray. Trains, keeps the best validation weights, writes the report;
     evaluate_classifier on the final checkpoint reproduces the test numbers."""
     from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
     from raylm.train.finetune import evaluate_classifier, run_classify
 
-    data, tok_path, src = _tiny_setup(tmp_path)
+    data, tok_path, src = tiny_classify(tmp_path)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tok_path), pooling="mean", head_lr_mult=5.0, layer_decay=0.8,
                         balanced_class_weights=True, positive_label="1", head_dropout=0.0)
@@ -187,7 +169,7 @@ def test_lowercase_classifier_is_evaluated_lowercased(tmp_path):
     from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
     from raylm.train.finetune import evaluate_classifier, run_classify
 
-    data, tok_path, src = _tiny_setup(tmp_path)
+    data, tok_path, src = tiny_classify(tmp_path)
     upper = tmp_path / "upper.tsv"
     upper.write_text(data.read_text().upper().replace("SENTENCE\tLABEL", "sentence\tlabel"))
     ft = FinetuneConfig(task="classify", train_file=str(upper), val_file=str(upper), text_column="sentence",
@@ -208,7 +190,7 @@ def test_early_stopping_and_random_init(tmp_path):
     from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
     from raylm.train.finetune import run_classify
 
-    data, tok_path, src = _tiny_setup(tmp_path)
+    data, tok_path, src = tiny_classify(tmp_path)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tok_path), head_dropout=0.0, freeze_embeddings=True, metric="accuracy")
     tc = TrainConfig(max_steps=40, batch_size=8, eval_interval=10, log_interval=10, num_workers=0,
@@ -238,7 +220,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
     from raylm.train.finetune import run_classify
 
-    data, tok_path, src = _tiny_setup(tmp_path)
+    data, tok_path, src = tiny_classify(tmp_path)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tok_path), head_dropout=0.2, metric="loss")
     tc = TrainConfig(max_steps=20, batch_size=4, eval_interval=10, log_interval=10, num_workers=0, keep_checkpoints=0,

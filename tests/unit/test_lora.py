@@ -19,6 +19,7 @@ from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.finetune import FinetuneConfig, SequenceClassifier, classifier_state, param_groups
 from raylm.train.lora import TARGETS, LoraConfig, LoRALinear
 from raylm.train.optim import build_optimizer
+from tiny_classify import tiny_classify  # tests/tiny_classify.py
 
 CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=40, bias=True)
 
@@ -197,27 +198,10 @@ def test_continued_pretraining_with_lora(tiny_shards, tmp_path):
         _lm_run(tiny_shards, tmp_path / "fsdp", 4, moved, lo, world=2)
 
 
-def _tiny_classify(tmp_path):
-    from raylm.data.tokenize import EOS, char_tokenizer
-
-    pos = ["good fun", "great joy", "lovely day", "nice work"]
-    neg = ["bad mess", "awful pain", "dull grey", "sad loss"]
-    rows = [(t, 1) for t in pos] + [(t, 0) for t in neg]
-    data = tmp_path / "d.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows * 3))
-    tok = char_tokenizer("".join(t for t, _ in rows) + EOS)
-    tok_path = tmp_path / "tokenizer.json"
-    tok_path.write_text(tok.to_str())
-    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=tok.get_vocab_size())
-    torch.manual_seed(0)
-    src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg, extra={"data_dir": None})
-    return data, tok_path, src
-
-
 def test_classify_with_lora_checkpoints_adapters_and_exports_merged(tmp_path):
     from raylm.train.finetune import evaluate_classifier, load_classifier, run_classify
 
-    data, tok_path, src = _tiny_classify(tmp_path)
+    data, tok_path, src = tiny_classify(tmp_path)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tok_path), head_dropout=0.2, metric="loss",
                         lora=LoraConfig(r=4, alpha=8.0, dropout=0.1))
