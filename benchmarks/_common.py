@@ -81,9 +81,9 @@ def ray_workers() -> int:
     return n
 
 
-def moto_s3_server() -> tuple[object, str]:
-    """A moto S3 server on 127.0.0.1 with the AWS_* variables pointing at it (set in this
-    process: start it before Ray, whose workers inherit them); (server, endpoint)."""
+def start_moto() -> tuple[object, str]:
+    """A moto S3 server on a free port of 127.0.0.1, started; (server, endpoint). aws_env(endpoint)
+    are the variables that point pyarrow, boto3 and Ray's workers at it."""
     import socket
 
     from moto.server import ThreadedMotoServer
@@ -93,8 +93,17 @@ def moto_s3_server() -> tuple[object, str]:
         port = s.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_EC2_METADATA_DISABLED": "true"})
+    return server, f"http://127.0.0.1:{port}"
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def moto_s3_server() -> tuple[object, str]:
+    """`start_moto` with its variables set in this process (start it before Ray, whose workers
+    inherit them); (server, endpoint)."""
+    server, endpoint = start_moto()
+    os.environ.update(aws_env(endpoint))
     return server, endpoint
