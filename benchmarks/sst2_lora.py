@@ -18,7 +18,8 @@ alike; each accuracy run's own mean step time is recorded too.
   .venv/bin/python -m benchmarks.sst2_lora            # ~20 min on 2 idle cores (pretraining ~10)
   .venv/bin/python -m benchmarks.sst2_lora --quick    # a minute or two: plumbing only, numbers meaningless
 A pretraining run left in --out is reused (its first run's record is kept in pretrain.json).
-Writes benchmarks/results/sst2_lora.json.
+Writes benchmarks/results/sst2_lora.json (sst2_lora_wte.json when the embedding is adapted too:
+  .venv/bin/python -m benchmarks.sst2_lora --targets attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj wte).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from raylm.train.checkpoint import read_model_config
 from raylm.train.classify_data import tokenizer_path
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.finetune import run_classify
-from raylm.train.lora import TARGETS, LoraConfig
+from raylm.train.lora import MODEL_TARGETS, TARGETS, LoraConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--r", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (scale alpha / r)")
     p.add_argument("--lora-dropout", type=float, default=0.0)
-    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=[*TARGETS, *MODEL_TARGETS],
+                   help="adapted layers; with wte (the tied embedding) the results file is sst2_lora_wte.json")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-rounds", type=int, default=4, help="ABAB step-time rounds")
@@ -175,7 +177,7 @@ def main() -> None:
          "unit": "seconds per optimizer step (median of ABAB rounds)",
          "baseline": {"name": "full fine-tuning", "value": step_s["full"]}, **recipe},
     ]
-    write_result("sst2_lora" + ("_quick" if a.quick else ""), records)
+    write_result("sst2_lora" + ("_wte" if "wte" in a.targets else "") + ("_quick" if a.quick else ""), records)
     print(json.dumps({r["metric"]: r["value"] for r in records} | {"full_accuracy": full["test_accuracy"]},
                      indent=2))
 

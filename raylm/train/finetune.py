@@ -192,7 +192,7 @@ def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
     With LoRA adapters: the adapters and the head only (what trains)."""
     sd = ckpt.model_state(model, tied="gpt." + ckpt.TIED)
     if lora.has_adapters(model):
-        return {k: v for k, v in sd.items() if k.endswith(lora.ADAPTER_KEYS) or k.startswith("head.")}
+        return {**lora.adapter_state(sd), **{k: v for k, v in sd.items() if k.startswith("head.")}}
     return sd
 
 

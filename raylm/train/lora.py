@@ -34,7 +34,12 @@ TARGETS = {
     "mlp.c_fc": "MLP up projection",
     "mlp.c_proj": "MLP down projection",
 }
+# Outside the blocks: the token embedding, whose matrix is also the LM head's (tied). One adapter
+# serves both uses (`LoRAEmbedding` for the lookup, the head's `LoRALinear` sharing its A and B),
+# so the adapted model stays tied and merges into a plain tied GPT.
+MODEL_TARGETS = {"wte": "token embedding, tied with the LM head (one adapter for both)"}
 ADAPTER_KEYS = (".lora_A", ".lora_B")
+TIED_HEAD = ("lm_head.lora_A", "lm_head.lora_B")  # the head's view of wte's adapter: never stored
 
 
 @dataclass
@@ -51,10 +56,10 @@ class LoraConfig:
             raise ValueError(f"lora.alpha must be > 0, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        unknown = [t for t in self.targets if t not in TARGETS]
+        unknown = [t for t in self.targets if t not in TARGETS and t not in MODEL_TARGETS]
         if unknown:
-            raise ValueError(f"lora.targets: {', '.join(map(repr, unknown))} is not a Linear layer of a block; valid: "
-                             + ", ".join(f"{k} ({v})" for k, v in TARGETS.items()))
+            raise ValueError(f"lora.targets: {', '.join(map(repr, unknown))} is not a layer LoRA adapts; valid: "
+                             + ", ".join(f"{k} ({v})" for k, v in {**TARGETS, **MODEL_TARGETS}.items()))
         if not self.targets or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"lora.targets must name at least one layer, each once; got {self.targets}")
 
@@ -96,6 +101,33 @@ class LoRALinear(nn.Module):
         return lin
 
 
+class LoRAEmbedding(nn.Module):
+    """A frozen nn.Embedding (V, d) plus a trainable rank-r update B (V, r) @ A (r, d) * alpha / r:
+    the layout of LoRALinear's delta for a (V, d) weight, so `merge_weight` and `merge_state`
+    serve both. B (one r-vector per token) starts at zero, A as LoRALinear's (peft's embedding
+    LoRA has the same two factors, named the other way round). No dropout (peft has none here)."""
+
+    def __init__(self, base: nn.Embedding, r: int, alpha: float):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = base.num_embeddings, base.embedding_dim
+        self.weight = base.weight  # (V, d): the same tensor, frozen (and the LM head's, tied)
+        self.weight.requires_grad_(False)
+        kw = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.lora_A = nn.Parameter(torch.empty(r, base.embedding_dim, **kw))   # (r, d)
+        self.lora_B = nn.Parameter(torch.zeros(base.num_embeddings, r, **kw))  # (V, r): the update starts at 0
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scale = alpha / r
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.weight) + F.embedding(idx, self.lora_B) @ self.lora_A * self.scale
+
+    def merged(self) -> nn.Embedding:
+        emb = nn.Embedding(self.num_embeddings, self.embedding_dim, device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            emb.weight.copy_(merge_weight(self.weight, self.lora_A, self.lora_B, self.scale))
+        return emb
+
+
 def merge_weight(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
     """W (out, in) + B (out, r) @ A (r, in) * scale, in fp32, returned in W's dtype."""
     return (w.float() + (b.float() @ a.float()) * scale).to(w.dtype)
@@ -109,7 +141,7 @@ def add_adapters(gpt: nn.Module, cfg: LoraConfig) -> int:
         p.requires_grad_(False)
     n = 0
     for block in gpt.blocks:
-        for name in cfg.targets:
+        for name in (t for t in cfg.targets if t in TARGETS):
             parent_name, _, attr = name.rpartition(".")
             parent = block.get_submodule(parent_name)
             lin = getattr(parent, attr)
@@ -118,25 +150,43 @@ def add_adapters(gpt: nn.Module, cfg: LoraConfig) -> int:
             adapter = LoRALinear(lin, cfg.r, cfg.alpha, cfg.dropout)
             setattr(parent, attr, adapter)
             n += adapter.lora_A.numel() + adapter.lora_B.numel()
+    if "wte" in cfg.targets:
+        emb = LoRAEmbedding(gpt.wte, cfg.r, cfg.alpha)
+        head = LoRALinear(gpt.lm_head, cfg.r, cfg.alpha)  # logits from the adapted matrix too: still tied
+        head.lora_A, head.lora_B = emb.lora_A, emb.lora_B  # (r, d) and (V, r): the same delta as the lookup
+        gpt.wte, gpt.lm_head = emb, head
+        n += emb.lora_A.numel() + emb.lora_B.numel()
     return n
 
 
 def has_adapters(model: nn.Module) -> bool:
-    return any(isinstance(m, LoRALinear) for m in model.modules())
+    return any(isinstance(m, LoRALinear | LoRAEmbedding) for m in model.modules())
 
 
 def merge(model: nn.Module) -> nn.Module:
-    """Replace every LoRALinear inside `model` by its merged nn.Linear (in place); returns it."""
+    """Replace every adapted layer inside `model` by its merged plain one (in place); returns it.
+    A head sharing an embedding's adapter is tied to the merged embedding again."""
+    merged_emb: dict[int, nn.Parameter] = {}  # id(lora_A) -> the merged embedding's weight
+    for name, m in list(model.named_modules()):
+        if isinstance(m, LoRAEmbedding):
+            parent_name, _, attr = name.rpartition(".")
+            plain = m.merged()
+            setattr(model.get_submodule(parent_name), attr, plain)
+            merged_emb[id(m.lora_A)] = plain.weight
     for name, m in list(model.named_modules()):
         if isinstance(m, LoRALinear):
             parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), attr, m.merged())
+            plain = m.merged()
+            if id(m.lora_A) in merged_emb:
+                plain.weight = merged_emb[id(m.lora_A)]
+            setattr(model.get_submodule(parent_name), attr, plain)
     return model
 
 
 def adapter_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The adapter tensors of a state dict (keys ending in .lora_A / .lora_B)."""
-    return {k: v for k, v in sd.items() if k.endswith(ADAPTER_KEYS)}
+    """The adapter tensors of a state dict (keys ending in .lora_A / .lora_B), without the tied
+    head's view of the embedding's adapter (the same tensors as wte's)."""
+    return {k: v for k, v in sd.items() if k.endswith(ADAPTER_KEYS) and not k.endswith(TIED_HEAD)}
 
 
 def merge_state(sd: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:

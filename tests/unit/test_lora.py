@@ -40,7 +40,7 @@ def _adapted(cfg: GPTConfig = CFG, lo: LoraConfig | None = None) -> tuple[GPT, G
 
 def test_config_checks_name_the_valid_targets():
     assert not LoraConfig().on and LoraConfig(r=8).on and LoraConfig().targets == list(TARGETS)
-    with pytest.raises(ValueError, match=r"'attn.q'.*valid: attn.c_attn .*attn.c_proj.*mlp.c_fc.*mlp.c_proj"):
+    with pytest.raises(ValueError, match=r"'attn.q'.*valid: attn.c_attn .*attn.c_proj.*mlp.c_fc.*mlp.c_proj.*wte"):
         LoraConfig(r=8, targets=["attn.q"])
     for bad in (dict(r=-1), dict(alpha=0.0), dict(dropout=1.0), dict(targets=[]),
                 dict(targets=["mlp.c_fc", "mlp.c_fc"])):
@@ -81,6 +81,47 @@ def test_adapted_model_starts_as_the_base_and_merges_exactly():
     assert not lora.has_adapters(merged)
     assert torch.allclose(merged(x)[0], unmerged, atol=1e-5)
     assert set(merged.state_dict()) == set(plain.state_dict())
+
+
+def test_embedding_adapter_stays_tied_and_merges_exactly():
+    """targets: wte adapts the token embedding; the LM head (the same matrix) reads the adapted
+    one too, so the merged model is a plain tied GPT giving the unmerged outputs; the head's view
+    of the adapter is never stored; the update matches peft's embedding LoRA."""
+    torch.manual_seed(0)
+    base = GPT(CFG).eval()
+    model = GPT(CFG).eval()
+    model.load_state_dict(base.state_dict())
+    n = lora.add_adapters(model, LoraConfig(r=4, alpha=8.0, targets=["attn.c_attn", "wte"]))
+    assert n == 2 * 4 * (32 + 96) + 4 * (40 + 32)
+    x = torch.randint(0, 40, (3, 16))
+    assert torch.equal(model(x)[0], base(x)[0])  # B = 0
+    with torch.no_grad():
+        model.wte.lora_B.normal_(0.0, 0.1)
+    assert model.lm_head.lora_B is model.wte.lora_B and model.lm_head.weight is model.wte.weight
+    unmerged = model(x)[0]
+    assert not torch.allclose(unmerged, base(x)[0], atol=1e-3)
+    stored = lora.adapter_state(ckpt.model_state(model))
+    assert set(stored) == {"wte.lora_A", "wte.lora_B", *(f"blocks.{i}.attn.c_attn.lora_{ab}"
+                                                         for i in range(2) for ab in "AB")}
+    plain = GPT(CFG).eval()  # what a checkpoint reads: base weights + stored adapters, merged
+    full = {**ckpt.model_state(base), **stored}
+    missing, unexpected = plain.load_state_dict(lora.merge_state(full, 8.0 / 4), strict=False)
+    assert missing == [ckpt.TIED] and not unexpected
+    assert torch.allclose(plain(x)[0], unmerged, atol=1e-5)
+    merged = lora.merge(model)
+    assert not lora.has_adapters(merged) and merged.lm_head.weight is merged.wte.weight
+    assert torch.allclose(merged(x)[0], unmerged, atol=1e-5)
+    peft = pytest.importorskip("peft")
+    ref = nn.Module()
+    ref.wte = nn.Embedding(40, 32)
+    ref = peft.inject_adapter_in_model(peft.LoraConfig(r=4, lora_alpha=8, target_modules=["wte"]), ref)
+    adapted = lora.LoRAEmbedding(nn.Embedding(40, 32), r=4, alpha=8.0)
+    with torch.no_grad():
+        adapted.lora_B.normal_(0.0, 0.1)
+        ref.wte.weight.copy_(adapted.weight)
+        ref.wte.lora_embedding_A["default"].copy_(adapted.lora_B.T)  # peft: A (r, V) per token, B (d, r)
+        ref.wte.lora_embedding_B["default"].copy_(adapted.lora_A.T)
+        assert torch.allclose(ref.wte(x), adapted(x), atol=1e-6)
 
 
 def test_lora_layer_matches_peft():
@@ -158,7 +199,7 @@ def test_continued_pretraining_with_lora(tiny_shards, tmp_path):
     torch.manual_seed(0)
     base = ckpt.save(tmp_path / "base", GPT(cfg), cfg)
     base_weights = {k: v.clone() for k, v in ckpt.load_model(base).state_dict().items()}
-    lo = LoraConfig(r=4, alpha=8.0, dropout=0.1, targets=["attn.c_attn", "mlp.c_fc"])
+    lo = LoraConfig(r=4, alpha=8.0, dropout=0.1, targets=["attn.c_attn", "mlp.c_fc", "wte"])
     full = _lm_run(tiny_shards, tmp_path / "full", 8, base, lo)
     _lm_run(tiny_shards, tmp_path / "part", 4, base, lo)
     resumed = _lm_run(tiny_shards, tmp_path / "part", 8, base, lo)
@@ -171,7 +212,7 @@ def test_continued_pretraining_with_lora(tiny_shards, tmp_path):
     from safetensors.torch import load_file
 
     keys = set(load_file(str(ck / "model.safetensors")))
-    assert keys and all(k.endswith(lora.ADAPTER_KEYS) for k in keys) and len(keys) == 2 * 2 * 2
+    assert keys and all(k.endswith(lora.ADAPTER_KEYS) for k in keys) and len(keys) == 2 * 2 * 2 + 2  # + wte's
     rec = json.loads((ck / "model.json").read_text())["lora"]
     assert rec["r"] == 4 and rec["base"] == str(base.resolve()) and rec["base_sha256"] == ckpt.identity(base)
     assert all(torch.equal(v, ckpt.load_model(base).state_dict()[k]) for k, v in base_weights.items())
@@ -204,7 +245,7 @@ def test_classify_with_lora_checkpoints_adapters_and_exports_merged(tmp_path):
     data, tok_path, src = tiny_classify(tmp_path)
     ft = FinetuneConfig(task="classify", train_file=str(data), val_file=str(data), text_column="sentence",
                         tokenizer=str(tok_path), head_dropout=0.2, metric="loss",
-                        lora=LoraConfig(r=4, alpha=8.0, dropout=0.1))
+                        lora=LoraConfig(r=4, alpha=8.0, dropout=0.1, targets=[*TARGETS, "wte"]))
     tc = TrainConfig(max_steps=20, batch_size=4, eval_interval=10, log_interval=10, num_workers=0, keep_checkpoints=0,
                      optim=OptimConfig(lr=1e-2), schedule=ScheduleConfig(warmup_steps=2))
     rep = run_classify(ft, tc, str(tmp_path / "full"), 3, str(src))
@@ -212,7 +253,8 @@ def test_classify_with_lora_checkpoints_adapters_and_exports_merged(tmp_path):
     from safetensors.torch import load_file
 
     keys = set(load_file(f"{ck}/model.safetensors"))
-    assert keys == {f"gpt.blocks.0.{t}.lora_{ab}" for t in TARGETS for ab in "AB"} | {"head.weight", "head.bias"}
+    assert keys == ({f"gpt.blocks.0.{t}.lora_{ab}" for t in TARGETS for ab in "AB"}
+                    | {"gpt.wte.lora_A", "gpt.wte.lora_B", "head.weight", "head.bias"})
     assert rep["final"]["trainable_params"] == sum(v.numel() for v in load_file(f"{ck}/model.safetensors").values())
     assert rep["final"]["step_s"] > 0
     meta = json.loads(open(f"{ck}/model.json").read())
