@@ -29,9 +29,19 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    first = next((p for g in groups for p in g["params"]), None)
-    kw = {"fused": True} if first is not None and first.is_cuda else {}
+    params = [p for g in groups for p in g["params"]]
+    kw = {"fused": True} if fused_ok(params) else {}
     return cls(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kw)
+
+
+def fused_ok(params: list[torch.Tensor]) -> bool:
+    """Adam(W)'s fused kernel (one pass over all parameters) for plain CUDA or CPU tensors.
+
+    On CPU it replaces PyTorch's default per-parameter loop (~10 small kernels per tensor per
+    step): benchmarks/cpu_step.py. FSDP's sharded (DTensor) parameters keep the default path."""
+    from torch.distributed.tensor import DTensor
+
+    return bool(params) and all(p.device.type in ("cuda", "cpu") and not isinstance(p, DTensor) for p in params)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

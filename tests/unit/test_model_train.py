@@ -54,6 +54,29 @@ def test_weight_decay_only_on_matrices():
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) > 0
 
 
+def test_cpu_adamw_is_fused_and_steps_as_the_per_parameter_loop():
+    """build_optimizer takes Adam(W)'s fused kernel on CPU too; it moves the weights as PyTorch's
+    default per-parameter loop does (a resume from an older checkpoint continues the same run)."""
+    torch.manual_seed(0)
+    # no biases: the key bias's gradient is ~1e-9 (softmax ignores it), where the two kernels' eps
+    # arithmetic differs and Adam's normalised step turns that into a visible difference
+    a, b = GPT(tiny_cfg()), GPT(tiny_cfg())
+    b.load_state_dict(a.state_dict())
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1)
+    fused = build_optimizer(decay_groups(a, 0.1), cfg)
+    loop = torch.optim.AdamW(decay_groups(b, 0.1), lr=1e-2, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    assert fused.defaults["fused"] and not loop.defaults.get("fused")
+    x = torch.randint(0, 50, (2, 16))
+    for _ in range(3):
+        for m, opt in ((a, fused), (b, loop)):
+            m(x, x)[1].backward()
+            opt.step()
+            opt.zero_grad()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+    loop.load_state_dict(fused.state_dict())  # the state is interchangeable
+
+
 def test_schedules():
     s = ScheduleConfig(name="cosine", warmup_steps=10, min_lr=0.1)
     assert lr_at(0, 1.0, s, 100) == pytest.approx(1 / 11)
