@@ -46,9 +46,11 @@ def say(line: str) -> None:
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
+    """One metrics row, stamped with the wall-clock time it was written (`time`, Unix seconds:
+    start-up and evaluation costs can be read off a run's rows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps({**row, "time": round(time.time(), 3)}) + "\n")
 
 
 def _step_of(p: Path) -> int:

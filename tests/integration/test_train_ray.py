@@ -29,6 +29,8 @@ def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_s
     fsdp = fit(MODEL, _cfg(parallelism="fsdp"), str(tiny_shards), str(tmp_path / "fsdp"), 5)
     a, b = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
     assert sorted(a) == sorted(b) == list(range(1, 9))
+    times = [json.loads(x)["time"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert times == sorted(times) and times[-1] - times[0] < 600  # rows stamped with the wall clock
     for s in a:
         assert b[s] == pytest.approx(a[s], abs=1e-4)
     assert fsdp["metrics"]["val_loss"] == pytest.approx(ddp["metrics"]["val_loss"], abs=1e-4)
