@@ -148,9 +148,13 @@ def launch(worker: Callable, args: Any, cfg: TrainConfig, *, storage_path: str, 
     if start_timeout_s:
         os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(start_timeout_s))
     # Ray Train's controller learns that the workers finished at its next status poll, every 2 s
-    # by default: ~2.5 s of every run's wall clock went to that wait (benchmarks/cpu_step.py).
-    # Polling every 0.5 s costs one small actor call per worker per poll. A user's value wins.
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(HEALTH_CHECK_INTERVAL_S))
+    # by default: ~3 s of a run's wall clock went to that wait (benchmarks/cpu_step.py). Polling
+    # every 0.5 s costs one small actor call per worker per poll. A user's value wins. Not inside
+    # a Tune trial (callbacks): there a run that returns sooner after its last report races
+    # Tune's relay of that report (Ray 2.58's _TrainSession: the trial's main thread blocks
+    # putting it into a result queue already holding the trial's end), and the sweep hangs.
+    if not callbacks:
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(HEALTH_CHECK_INTERVAL_S))
     import ray
 
     run_dir = f"{storage_path.rstrip('/')}/{name}"
