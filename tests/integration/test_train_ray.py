@@ -24,9 +24,11 @@ def _losses(out):
             if "loss" in m}
 
 
-def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_shards, tmp_path):
-    ddp = fit(MODEL, _cfg(parallelism="ddp"), str(tiny_shards), str(tmp_path / "ddp"), 5)
-    fsdp = fit(MODEL, _cfg(parallelism="fsdp"), str(tiny_shards), str(tmp_path / "fsdp"), 5)
+@pytest.mark.parametrize("arch", ["decoder", "encoder"])  # encoder: masked-token loss, the same masks on both
+def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_shards, tmp_path, arch):
+    model = replace(MODEL, arch=arch)
+    ddp = fit(model, _cfg(parallelism="ddp"), str(tiny_shards), str(tmp_path / "ddp"), 5)
+    fsdp = fit(model, _cfg(parallelism="fsdp"), str(tiny_shards), str(tmp_path / "fsdp"), 5)
     a, b = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
     assert sorted(a) == sorted(b) == list(range(1, 9))
     times = [json.loads(x)["time"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
@@ -36,7 +38,7 @@ def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_s
     assert fsdp["metrics"]["val_loss"] == pytest.approx(ddp["metrics"]["val_loss"], abs=1e-4)
     assert fsdp["metrics"]["param_mem_mb"] < 0.75 * ddp["metrics"]["param_mem_mb"]  # sharded over 2
     m = ckpt.load_model(fsdp["checkpoint"])  # full weights, loadable without FSDP
-    assert m.cfg.n_embd == 32
+    assert m.cfg.n_embd == 32 and m.cfg.arch == arch
 
 
 def test_killed_worker_is_replaced_and_run_resumes_exactly(ray_session, tiny_shards, tmp_path):

@@ -79,13 +79,15 @@ def test_asha_sweep_stops_weak_trials_and_writes_best(ray_session, tiny_shards, 
     assert json.loads((sweep_dir / "trials.json").read_text())[0]["trial_id"] in last
 
 
-@pytest.mark.parametrize("scheduler,searcher", [("hyperband", "optuna"), ("median", "random")])
-def test_other_schedulers_and_optuna_run_end_to_end(ray_session, tiny_shards, tmp_path, scheduler, searcher):
-    """HyperBand with Optuna's TPE and median stopping with random search, as real sweeps: every
-    trial reports, the searcher's samples stay inside the space, and a best.yaml comes out."""
+@pytest.mark.parametrize("scheduler,searcher,arch", [("hyperband", "optuna", "decoder"),
+                                                     ("median", "random", "encoder")])
+def test_other_schedulers_and_optuna_run_end_to_end(ray_session, tiny_shards, tmp_path, scheduler, searcher, arch):
+    """HyperBand with Optuna's TPE and median stopping with random search (over an encoder, whose
+    trials report masked-token loss), as real sweeps: every trial reports, the searcher's samples
+    stay inside the space, and a best.yaml comes out."""
     out = tmp_path / "run"
     _, _, res = _sweep(
-        out, tiny_shards, 10,
+        out, tiny_shards, 10, f"model.arch={arch}",
         "tune.space={train.optim.lr: {loguniform: [1.0e-4, 3.0e-3]}, model.dropout: {choice: [0.0, 0.1]}}",
         "tune.num_samples=3", f"tune.scheduler={scheduler}", f"tune.searcher={searcher}", f"tune.name={scheduler}",
         "tracking.backend=wandb", "tracking.wandb_mode=offline")
@@ -94,5 +96,6 @@ def test_other_schedulers_and_optuna_run_end_to_end(ray_session, tiny_shards, tm
     assert len(list((out / "wandb").glob("offline-run-*"))) == 3  # W&B: one offline run per trial
     for t in trials:
         assert 1.0e-4 <= t["params"]["train.optim.lr"] <= 3.0e-3 and t["params"]["model.dropout"] in (0.0, 0.1)
-    assert C.load(RootConfig, res["best_config"]).train.optim.lr == res["best"]["params"]["train.optim.lr"]
+    best = C.load(RootConfig, res["best_config"])
+    assert best.train.optim.lr == res["best"]["params"]["train.optim.lr"] and best.model.arch == arch
     assert (out / "tune" / scheduler / "report.md").is_file()
