@@ -74,11 +74,19 @@ def _source(counter):
     return read
 
 
+def _until(done, timeout_s: float = 20.0) -> None:
+    """Wait for the progress thread to have done something (a loaded machine may be slow)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "the progress thread made no readings"
+        time.sleep(0.01)
+
+
 def test_off_a_terminal_a_line_every_interval(capsys, monkeypatch):
     monkeypatch.setattr(console, "stdout_is_terminal", lambda: False)
     counter = {"n": 0}
     with progress.Live(_source(counter), lambda s, t: f"[data] n={s['n']['ingest']}", interval_s=0.05):
-        time.sleep(0.4)
+        _until(lambda: counter["n"] >= 3)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 3 and all(re.fullmatch(r"\[data\] n=\d+", ln) for ln in lines)
     assert "\r" not in "".join(lines)
@@ -89,9 +97,10 @@ def test_on_a_terminal_the_line_is_redrawn_and_cleared(capsys, monkeypatch):
     monkeypatch.setattr(progress, "TTY_REDRAW_S", 0.05)
     counter = {"n": 0}
     with progress.Live(_source(counter), lambda s, t: f"[data] n={s['n']['ingest']}"):
-        time.sleep(0.3)
+        _until(lambda: counter["n"] >= 3)
         console.say("a stage line")  # printed above the live line, which is drawn again
-        time.sleep(0.1)
+        seen = counter["n"]
+        _until(lambda: counter["n"] >= seen + 2)  # a reading may have been under way: wait for a later one
     out = capsys.readouterr().out
     assert out.count("\r\x1b[K[data] n=") >= 3
     assert "\r\x1b[Ka stage line\n[data] n=" in out
