@@ -4,8 +4,9 @@ each keeps its checkpoints by `train.keep_by: val_loss` (the best plus the newes
 simulated cluster: a data node and a train node (the `trainer` resource and the
 `raylm-role=train` label that cluster/*.yaml give GPU nodes; logical here, gloo on CPU).
 
-The learning rates are chosen so that validation loss rises after its best evaluation (checked
-in each case), so keeping only the newest checkpoint would fail the assertions.
+The learning rates and seeds are chosen so that validation loss rises after its best evaluation
+(checked in each case), so keeping only the newest checkpoint would fail the assertions. Such a
+choice depends on the exact arithmetic (fused AdamW moved seed 1's best to the last evaluation).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_every_launch_is_placed_by_labels_and_resources_and_keeps_the_best(tmp_p
     ft = FinetuneConfig(task="classify", train_file=train_tsv, val_file=train_tsv, text_column="sentence",
                         max_eval_examples=64)
     tune_cfg = C.load(RootConfig, None, [
-        f"out={tmp_path / 'sweep'}", "seed=1", f"train.data_dir={tiny_shards}", "model.n_layer=1", "model.n_head=2",
+        f"out={tmp_path / 'sweep'}", "seed=3", f"train.data_dir={tiny_shards}", "model.n_layer=1", "model.n_head=2",
         "model.n_embd=32", "model.block_size=32", "train.max_steps=8", "train.batch_size=4",
         "train.eval_interval=2", "train.eval_batches=2", "train.log_interval=2", "train.cpus_per_worker=1",
         "train.keep_checkpoints=1", "train.keep_by=val_loss", "train.schedule.name=constant",
@@ -74,7 +75,7 @@ def test_every_launch_is_placed_by_labels_and_resources_and_keeps_the_best(tmp_p
                            {"num_cpus": 1, "resources": {"trainer": 1}, "labels": {"raylm-role": "train"}}
                            ) as (_, (_, train_node)):
         # pretraining, placed by the label
-        fit(MODEL, _train_cfg(label_selector={"raylm-role": "train"}), str(tiny_shards), str(tmp_path / "pre"), 1)
+        fit(MODEL, _train_cfg(label_selector={"raylm-role": "train"}), str(tiny_shards), str(tmp_path / "pre"), 3)
         assert _train_worker_nodes() == {train_node}
         # classification fine-tuning (random init on the shards' tokenizer), placed by the resource
         run_classify(ft, _train_cfg(resources={"trainer": 1}, optim=OptimConfig(lr=0.3)), str(tmp_path / "cls"), 1,
