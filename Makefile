@@ -22,7 +22,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/raylm run configs/quickstart.yaml
 
-# The CI suite (~8 min on 2 cores): everything but tests marked slow.
+# The CI suite (~13-17 min on 2 cores): everything but tests marked slow.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow" --durations=15
 
