@@ -35,13 +35,15 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
 
 
 def fused_ok(params: list[torch.Tensor]) -> bool:
-    """Adam(W)'s fused kernel (one pass over all parameters) for plain CUDA or CPU tensors.
-
-    On CPU it replaces PyTorch's default per-parameter loop (~10 small kernels per tensor per
-    step): benchmarks/cpu_step.py. FSDP's sharded (DTensor) parameters keep the default path."""
+    """Adam(W)'s fused kernel (one pass over all parameters): on CUDA (FSDP's sharded parameters
+    included, as before), and on CPU for plain tensors, where it replaces PyTorch's default
+    per-parameter loop (~10 small kernels per tensor per step: benchmarks/cpu_step.py); FSDP's
+    sharded (DTensor) parameters on CPU keep the default path."""
     from torch.distributed.tensor import DTensor
 
-    return bool(params) and all(p.device.type in ("cuda", "cpu") and not isinstance(p, DTensor) for p in params)
+    if not params:
+        return False
+    return params[0].is_cuda or all(p.device.type == "cpu" and not isinstance(p, DTensor) for p in params)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
