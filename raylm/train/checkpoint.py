@@ -117,7 +117,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) 
     missing, unexpected = target.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != TIED]
     if adapted:  # the base weights come from init_from, not from this checkpoint
-        missing = [k for k in missing if k.endswith(lora.ADAPTER_KEYS) and not k.endswith(lora.TIED_HEAD)]
+        missing = [k for k in missing if lora.is_stored_adapter(k)]
     if strict and (missing or unexpected):
         raise CheckpointMismatch(f"checkpoint {path} does not fit this model: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")

@@ -183,10 +183,15 @@ def merge(model: nn.Module) -> nn.Module:
     return model
 
 
+def is_stored_adapter(key: str) -> bool:
+    """A state-dict key of an adapter a checkpoint holds (.lora_A / .lora_B), not the tied head's
+    view of the embedding's adapter (the same tensors as wte's)."""
+    return key.endswith(ADAPTER_KEYS) and not key.endswith(TIED_HEAD)
+
+
 def adapter_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The adapter tensors of a state dict (keys ending in .lora_A / .lora_B), without the tied
-    head's view of the embedding's adapter (the same tensors as wte's)."""
-    return {k: v for k, v in sd.items() if k.endswith(ADAPTER_KEYS) and not k.endswith(TIED_HEAD)}
+    """The adapter tensors a checkpoint stores (`is_stored_adapter`)."""
+    return {k: v for k, v in sd.items() if is_stored_adapter(k)}
 
 
 def merge_state(sd: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
