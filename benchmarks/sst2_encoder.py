@@ -34,13 +34,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks._common import write_result
-from benchmarks.sst2_lora import pretrained
-from benchmarks.tools import sst2_sentences, transfer_bow
-from benchmarks.transfer_sst2 import AG_TRAIN_ROWS, build_shards, finetune, labelled, pretrain, sst2_config
-from raylm.data.shards import read_manifest
+from benchmarks.sst2_lora import pretrained, setup
+from benchmarks.tools import transfer_bow
+from benchmarks.transfer_sst2 import int_labels, finetune, labelled, sst2_config
 from raylm.train.checkpoint import read_model_config
 from raylm.train.classify_data import tokenizer_path
 
@@ -71,23 +69,6 @@ def parse() -> argparse.Namespace:
     return a
 
 
-def pretrained_encoder(a, data: Path, out: Path, train_sent: str, decoder: dict) -> tuple[str, dict]:
-    """The encoder twin of the decoder checkpoint: same shards, shape, steps and optimiser."""
-    record = out / "pretrain_encoder.json"
-    if record.is_file():
-        pre = json.loads(record.read_text())
-        return pre["checkpoint"], {**pre, "reused": True}
-    ag = labelled(str(data / "agnews" / "dev.tsv"), False, "text")[0][:AG_TRAIN_ROWS]
-    shards_dir = build_shards(labelled(train_sent, True, "sentence")[0] + ag, out / "shards", a.vocab, 1)
-    dec_cfg = read_model_config(decoder["checkpoint"])
-    model_cfg = replace(dec_cfg, arch="encoder", vocab_size=0)  # the tokenizer's + [MASK]
-    ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain_encoder")
-    pre.update(checkpoint=ckpt_dir, steps=a.pretrain_steps,
-               corpus_tokens={k: v["tokens"] for k, v in read_manifest(shards_dir)["splits"].items()})
-    record.write_text(json.dumps(pre, indent=2))
-    return ckpt_dir, pre
-
-
 def recipe_runs(a, ft, ckpt: str, out: Path, tag: str, poolings: list[str]) -> dict:
     """Choose lr x pooling on the held-out sentences (seed 1), then run the chosen one with every
     seed; mean and per-seed test accuracy."""
@@ -115,26 +96,21 @@ def recipe_runs(a, ft, ckpt: str, out: Path, tag: str, poolings: list[str]) -> d
 
 
 def bag_of_words(data: Path, train_sent: str, val_sent: str, quick: bool) -> dict:
-    def ints(split):
-        return split[0], [int(y) for y in split[1]]
+    def split(path: str) -> tuple[list[str], list[int]]:
+        return int_labels(labelled(path, True, "sentence"))
 
-    test = ints(labelled(str(data / "sst2" / "test.tsv"), True, "sentence"))
-    bow = transfer_bow.run(ints(labelled(train_sent, True, "sentence")), ints(labelled(val_sent, True, "sentence")),
-                           test, 2, (1.0,) if quick else transfer_bow.GRID)
+    test = split(str(data / "sst2" / "test.tsv"))
+    bow = transfer_bow.run(split(train_sent), split(val_sent), test, 2, (1.0,) if quick else transfer_bow.GRID)
     return {"C": bow["C"], "val_accuracy": bow["dev_accuracy"], "features": bow["features"],
             "test_accuracy": float((bow["test_pred"] == np.asarray(test[1])).mean())}
 
 
 def main() -> None:
     a = parse()
-    torch.set_num_threads(a.threads)
     t0 = time.time()
-    data, out = Path(a.data), Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    split = sst2_sentences.write_split(data / "sst2", out, 1000, seed=0)
-    train_sent, val_sent = str(out / "train_sent.tsv"), str(out / "val_sent.tsv")
+    data, out, split, train_sent, val_sent = setup(a)
     dec_ckpt, dec_pre = pretrained(a, data, out, train_sent)
-    enc_ckpt, enc_pre = pretrained_encoder(a, data, out, train_sent, {"checkpoint": dec_ckpt})
+    enc_ckpt, enc_pre = pretrained(a, data, out, train_sent, arch="encoder")
     ft = sst2_config(data, train_sent, val_sent, tokenizer_path(dec_ckpt, None), lowercase=False)
     bow = bag_of_words(data, train_sent, val_sent, a.quick)
     dec = recipe_runs(a, ft, dec_ckpt, out, "ft_decoder", ["last"])

@@ -79,12 +79,23 @@ def parse() -> argparse.Namespace:
     return a
 
 
-def pretrained(a, data: Path, out: Path, train_sent: str) -> tuple[str, dict]:
-    """The pretraining checkpoint (transfer_sst2's corpus and recipe) and its record; a run
-    already in `out` is reused."""
-    if a.pretrain_checkpoint:
+def setup(a) -> tuple[Path, Path, dict, str, str]:
+    """Torch threads, the work dir and the held-out sentence split (this and sst2_encoder.py):
+    (data, out, split record, train sentences file, validation sentences file)."""
+    torch.set_num_threads(a.threads)
+    data, out = Path(a.data), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    split = sst2_sentences.write_split(data / "sst2", out, 1000, seed=0)
+    return data, out, split, str(out / "train_sent.tsv"), str(out / "val_sent.tsv")
+
+
+def pretrained(a, data: Path, out: Path, train_sent: str, arch: str = "decoder") -> tuple[str, dict]:
+    """The pretraining checkpoint (transfer_sst2's corpus and recipe; `arch` decoder: next-token,
+    encoder: masked tokens, on the same shards) and its record; a run already in `out` is reused."""
+    name = "pretrain" if arch == "decoder" else f"pretrain_{arch}"
+    if a.pretrain_checkpoint and arch == "decoder":
         return a.pretrain_checkpoint, {"given": a.pretrain_checkpoint}
-    record = out / "pretrain.json"
+    record = out / f"{name}.json"
     if record.is_file():
         pre = json.loads(record.read_text())
         return pre["checkpoint"], {**pre, "reused": True}
@@ -92,8 +103,8 @@ def pretrained(a, data: Path, out: Path, train_sent: str) -> tuple[str, dict]:
     texts = labelled(train_sent, True, "sentence")[0] + ag  # the held-out sentences stay unseen
     shards_dir = build_shards(texts, out / "shards", a.vocab, 1)
     model_cfg = GPTConfig(n_layer=a.n_layer, n_head=max(1, a.n_embd // 32), n_embd=a.n_embd, block_size=a.block,
-                          dropout=0.1)
-    ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / "pretrain")
+                          dropout=0.1, arch=arch)  # vocab_size 0: the tokenizer's (+ [MASK] for an encoder)
+    ckpt_dir, pre = pretrain(a, shards_dir, model_cfg, out / name)
     pre.update(checkpoint=ckpt_dir, steps=a.pretrain_steps,
                corpus_tokens={k: v["tokens"] for k, v in read_manifest(shards_dir)["splits"].items()},
                corpus=f"unlabelled SST-2 train+dev phrases minus the held-out sentences' trees + AG News "
@@ -143,12 +154,8 @@ def step_times(a, arms: dict, ckpt_dir: str, out: Path) -> dict:
 
 def main() -> None:
     a = parse()
-    torch.set_num_threads(a.threads)
     t0 = time.time()
-    data, out = Path(a.data), Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    split = sst2_sentences.write_split(data / "sst2", out, 1000, seed=0)
-    train_sent, val_sent = str(out / "train_sent.tsv"), str(out / "val_sent.tsv")
+    data, out, split, train_sent, val_sent = setup(a)
     ckpt_dir, pre = pretrained(a, data, out, train_sent)
     ft = sst2_config(data, train_sent, val_sent, tokenizer_path(ckpt_dir, None), lowercase=False)
     lora = LoraConfig(r=a.r, alpha=a.alpha, dropout=a.lora_dropout, targets=a.targets)

@@ -247,13 +247,14 @@ def main() -> None:
     bow = {"C": None}
     bow_acc = bow_sent_acc = ag_bow_f1 = None
     if not a.skip_bow:
-        y_test = np.asarray(_ints(sst["test"])[1])
-        bow = transfer_bow.run(_ints(sst["train"]), _ints(sst["dev"]), _ints(sst["test"]), 2, grid)
+        y_test = np.asarray(int_labels(sst["test"])[1])
+        bow = transfer_bow.run(int_labels(sst["train"]), int_labels(sst["dev"]), int_labels(sst["test"]), 2, grid)
         bow_acc = float((bow["test_pred"] == y_test).mean())
         notes["sst2_bow"] = {"C": bow["C"], "dev_accuracy": bow["dev_accuracy"], "features": bow["features"],
                              "seconds": round(time.time() - t0, 1)}
         if a.selection == "sentences":  # the same baseline on the transformers' split
-            bs = transfer_bow.run(_ints(sst["train_sent"]), _ints(sst["val_sent"]), _ints(sst["test"]), 2, grid)
+            bs = transfer_bow.run(int_labels(sst["train_sent"]), int_labels(sst["val_sent"]), int_labels(sst["test"]),
+                                  2, grid)
             bow_sent_acc = float((bs["test_pred"] == y_test).mean())
             notes["sst2_bow_sentence_split"] = {"C": bs["C"], "val_sentence_accuracy": bs["dev_accuracy"],
                                                 "features": bs["features"], "test_accuracy": bow_sent_acc}
@@ -362,7 +363,7 @@ def main() -> None:
     print(json.dumps({r["metric"]: round(r["value"], 4) for r in records}, indent=2))
 
 
-def _ints(split: tuple[list[str], list[str]]) -> tuple[list[str], list[int]]:
+def int_labels(split: tuple[list[str], list[str]]) -> tuple[list[str], list[int]]:
     return split[0], [int(y) for y in split[1]]
 
 
