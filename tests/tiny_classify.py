@@ -25,3 +25,15 @@ def tiny_classify(tmp_path, n_layer: int = 1, n_embd: int = 16):
     torch.manual_seed(0)
     src = ckpt.save(tmp_path / "pre", GPT(cfg), cfg, extra={"data_dir": None})
     return data, tok_path, src
+
+
+def rerun_without_last_checkpoint(ft, tc, out, init_from: str, seed: int = 3) -> dict:
+    """Fine-tune into `out`, delete the final checkpoint (an interruption just before it), run
+    again: the second run resumes from the last evaluation's checkpoint; returns its report."""
+    import shutil
+
+    from raylm.train.finetune import run_classify
+
+    run_classify(ft, tc, str(out), seed, init_from)
+    shutil.rmtree(out / "checkpoints" / f"step-{tc.max_steps}")
+    return run_classify(ft, tc, str(out), seed, init_from)

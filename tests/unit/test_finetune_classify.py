@@ -11,7 +11,7 @@ from raylm.model.gpt import GPTConfig
 from raylm.train.classify_data import (balanced_weights, batch_indices, label_list, pad_batch, read_rows,
                                        to_indices)
 from raylm.train.finetune import FinetuneConfig, SequenceClassifier, freeze, param_groups
-from tiny_classify import tiny_classify  # tests/tiny_classify.py
+from tiny_classify import rerun_without_last_checkpoint, tiny_classify  # tests/tiny_classify.py
 
 
 def test_read_tsv_with_header_and_quotes(tmp_path):
@@ -215,8 +215,6 @@ def test_early_stopping_and_random_init(tmp_path):
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     """Remove the last checkpoint (a crash after step 10): the rerun resumes at step 10 and ends
     with the same test loss as the uninterrupted run (batches and dropout depend on the step only)."""
-    import shutil
-
     from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
     from raylm.train.finetune import run_classify
 
@@ -226,10 +224,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     tc = TrainConfig(max_steps=20, batch_size=4, eval_interval=10, log_interval=10, num_workers=0, keep_checkpoints=0,
                      optim=OptimConfig(lr=1e-3), schedule=ScheduleConfig(warmup_steps=2))
     full = run_classify(ft, tc, str(tmp_path / "full"), 3, str(src))
-    out = tmp_path / "cut"
-    run_classify(ft, tc, str(out), 3, str(src))
-    shutil.rmtree(out / "checkpoints" / "step-20")
-    again = run_classify(ft, tc, str(out), 3, str(src))
+    again = rerun_without_last_checkpoint(ft, tc, tmp_path / "cut", str(src))
     assert again["final"]["step"] == 20
     assert again["test"]["loss"] == pytest.approx(full["test"]["loss"], rel=1e-6)
 

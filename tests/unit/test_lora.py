@@ -19,7 +19,7 @@ from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.finetune import FinetuneConfig, SequenceClassifier, classifier_state, param_groups
 from raylm.train.lora import TARGETS, LoraConfig, LoRALinear
 from raylm.train.optim import build_optimizer
-from tiny_classify import tiny_classify  # tests/tiny_classify.py
+from tiny_classify import rerun_without_last_checkpoint, tiny_classify  # tests/tiny_classify.py
 
 CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=40, bias=True)
 
@@ -268,10 +268,7 @@ def test_classify_with_lora_checkpoints_adapters_and_exports_merged(tmp_path):
     assert not lora.has_adapters(merged)
 
     # an exact resume: adapters and head come back unmerged on the frozen base
-    out = tmp_path / "cut"
-    run_classify(ft, tc, str(out), 3, str(src))
-    shutil.rmtree(out / "checkpoints" / "step-20")
-    resumed = run_classify(ft, tc, str(out), 3, str(src))
+    resumed = rerun_without_last_checkpoint(ft, tc, tmp_path / "cut", str(src))
     assert resumed["final"]["step"] == 20
     assert resumed["test"]["loss"] == pytest.approx(rep["test"]["loss"], rel=1e-6)
 
