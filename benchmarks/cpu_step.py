@@ -47,14 +47,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks._common import write_result
-from benchmarks.shakespeare_char import matmul_peak, prepare, steady_tokens_per_s
+from benchmarks.shakespeare_char import matmul_peak, metrics_rows, prepare, steady_tokens_per_s
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from raylm.train.trainer import fit
@@ -162,7 +161,7 @@ def run_raylm(data: Path, out: Path, iters: int, skip: int, workers: int, thread
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     wall = time.time() - t
     tps = steady_tokens_per_s(out, skip)
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(out)
     first = next(r for r in rows if "tokens_per_s" in r)
     # the first row is written after `step` steps; at the steady rate those took step x tokens / tps
     startup = first["time"] - t - first["step"] * TOKENS_PER_STEP / tps
@@ -191,8 +190,7 @@ def profile_step(data: Path, steps: int, threads: int, compile_: bool) -> dict:
     def step(i: int) -> None:
         begin_step(opt, cfg, 1337, 0, i)
         x, y = next(loader)
-        with nullcontext():
-            _, loss = model(x, y)
+        _, loss = model(x, y)
         loss.backward()
         optimizer_step(model, opt, cfg.grad_clip)
 

@@ -75,7 +75,7 @@ def train_cfg(iters: int, workers: int, cpus: int, eval_interval: int, eval_batc
                                                wsd_decay_fraction=0.4))
 
 
-def _metrics(run_dir: Path) -> list[dict]:
+def metrics_rows(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl lines (rank 0), in order."""
     import json
 
@@ -87,7 +87,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 def steady_tokens_per_s(run_dir: Path, skip_steps: int = 50) -> float:
     """Median tokens/s over the logging windows that end after `skip_steps` (start-up left out)."""
-    vals = [h["tokens_per_s"] for h in _metrics(run_dir)
+    vals = [h["tokens_per_s"] for h in metrics_rows(run_dir)
             if "tokens_per_s" in h and "val_loss" not in h and h["step"] > skip_steps]
     return statistics.median(vals)
 
@@ -219,12 +219,12 @@ def main() -> None:
 
 
 def _ray_history(run_dir: Path) -> list[dict]:
-    return [h for h in _metrics(run_dir) if "val_loss" in h]
+    return [h for h in metrics_rows(run_dir) if "val_loss" in h]
 
 
 def _memory(run_dir: Path) -> dict:
     """Rank 0's parameter memory and peak RSS, from the last metrics line that has them."""
-    last = next(r for r in reversed(_metrics(run_dir)) if "param_mem_mb" in r)
+    last = next(r for r in reversed(metrics_rows(run_dir)) if "param_mem_mb" in r)
     return {"param_mem_mb": last["param_mem_mb"], "peak_rss_gb": last.get("peak_rss_gb")}
 
 
