@@ -47,6 +47,8 @@ class TrainConfig:
     grad_clip: float = 1.0        # max global gradient norm; 0 = off
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast (GPU or CPU)
     compile: bool = False         # torch.compile the model
+    cpu_matmul: Literal["auto", "onednn", "blas"] = "auto"  # fp32 CPU Linear layers: oneDNN's kernels or the BLAS
+                                  # (MKL); auto = oneDNN on x86-64 (raylm/model/linear.py says why)
     eval_interval: int = 250      # steps between validations (and checkpoints)
     eval_batches: int = 20        # batches per validation per worker; 0 = the whole split
     log_interval: int = 50        # steps between progress lines

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from raylm import console, energy, storage
 from raylm.data import shards
 from raylm.data.shards import read_manifest
+from raylm.model import linear
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train import checkpoint as ckpt
 from raylm.train import lora
@@ -88,6 +89,7 @@ def setup_device(cfg: TrainConfig, local_rank: int = 0) -> torch.device:
         return torch.device("cuda", local_rank)
     # Threads must match the CPUs Ray gave this worker, or workers fight over cores.
     torch.set_num_threads(cfg.cpus_per_worker)
+    linear.use(cfg.cpu_matmul)
     return torch.device("cpu")
 
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from raylm.model.linear import Linear, linear
+
 # The Linear layers of a raylm Block (raylm/model/gpt.py), by their path inside the block.
 TARGETS = {
     "attn.c_attn": "query, key and value projection (one fused Linear)",
@@ -87,12 +89,12 @@ class LoRALinear(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = F.linear(F.linear(self.drop(x), self.lora_A), self.lora_B)  # (..., in) -> (..., r) -> (..., out)
-        return F.linear(x, self.weight, self.bias) + update * self.scale
+        update = linear(linear(self.drop(x), self.lora_A), self.lora_B)  # (..., in) -> (..., r) -> (..., out)
+        return linear(x, self.weight, self.bias) + update * self.scale
 
     def merged(self) -> nn.Linear:
-        """A plain nn.Linear with W + B A * scale (computed in fp32)."""
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+        """A plain Linear (raylm/model/linear.py) with W + B A * scale (computed in fp32)."""
+        lin = Linear(self.in_features, self.out_features, bias=self.bias is not None,
                         device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
             lin.weight.copy_(merge_weight(self.weight, self.lora_A, self.lora_B, self.scale))
