@@ -17,6 +17,8 @@ Figures (benchmarks/results/shakespeare_char.json):
   started (`plain_without_ray_tokens_per_s`): on 2 cores Ray's own daemons cost the plain loop too.
 - cpu_flops_utilisation: the Ray run's model FLOP/s (6N + 12LTC per token) over the machine's
   fp32 matmul peak (2048^3 torch.matmul, same threads). nanoGPT itself reaches ~0.45 here.
+  torch.matmul is MKL, on AMD CPUs its AVX2 path; benchmarks/cpu_step.py also measures oneDNN's
+  peak, which raylm's Linear layers use (raylm/model/linear.py).
 - ddp2_cpu_speedup: 2 Ray Train workers (1 CPU each, DDP over gloo) over 1 worker (2 CPUs).
 - train_memory_per_worker: parameter memory and peak RSS of rank 0 for 1-worker, 2-worker DDP
   and 2-worker FSDP runs of the same model (FSDP shards parameters: about half per worker).
@@ -92,15 +94,19 @@ def steady_tokens_per_s(run_dir: Path, skip_steps: int = 50) -> float:
     return statistics.median(vals)
 
 
-def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+def matmul_peak(threads: int, n: int = 2048, reps: int = 10, onednn: bool = False) -> float:
+    """FLOP/s of the fastest of `reps` n^3 fp32 products: `torch.matmul` (the BLAS, MKL in
+    PyTorch's wheels), or with `onednn` oneDNN's linear kernel, which raylm's Linear layers use
+    on x86-64 CPUs (raylm/model/linear.py: on AMD CPUs MKL runs its AVX2 path, ~half of it)."""
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
+    mm = (lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")) if onednn else (lambda: a @ b)
     for _ in range(3):
-        a @ b
+        mm()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        a @ b
+        mm()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
