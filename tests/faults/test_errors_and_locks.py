@@ -171,7 +171,8 @@ def test_claim_lets_runtime_keys_change_and_checks_inputs(tmp_path):
                                            {"shards": "aaa"}))
     (stage / "metrics.jsonl").write_text("{}\n")
     more = C.load(RootConfig, REPO / "configs" / "tiny.yaml",
-                  ["train.max_steps=300", "train.num_workers=1", "train.log_interval=1", "cluster.num_cpus=1"])
+                  ["train.max_steps=300", "train.num_workers=1", "train.log_interval=1", "cluster.num_cpus=1",
+                   "train.cpu_matmul=blas"])
     outputs.claim(stage, outputs.record_of(more, "train", {"shards": "aaa"}))  # train longer, elsewhere: fine
     with pytest.raises(FileExistsError, match=r"inputs|shards: aaa -> bbb"):
         outputs.claim(stage, outputs.record_of(more, "train", {"shards": "bbb"}))
