@@ -40,7 +40,8 @@ NOT_OUTPUT = {"config.yaml", RECORD, "logs", ".lock"}
 RUNTIME = ("train.num_workers", "train.cpus_per_worker", "train.use_gpu", "train.resources",
            "train.label_selector", "train.max_failures", "train.keep_checkpoints", "train.keep_by",
            "train.log_interval", "train.eval_interval", "train.eval_batches", "train.peak_flops",
-           "train.compile", "train.cpu_matmul", "train.precision", "train.parallelism", "train.max_steps",
+           "train.compile", "train.cpu_matmul", "train.fused_loss", "train.precision", "train.parallelism",
+           "train.max_steps",
            "train.early_stopping_patience", "train.early_stopping_min_delta", "train.data_dir",
            "finetune.data_dir", "finetune.eval_batch_size", "data.label_selector",
            "model.activation_checkpointing")

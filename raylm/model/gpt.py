@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from raylm.model.fused_loss import linear_cross_entropy
 from raylm.model.linear import Linear
 
 # Named sizes, a plain dict (torchtitan habit). Pick with `model.size`; explicit fields win.
@@ -176,6 +177,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied embeddings
+        self.fused_loss = False  # forward with targets: head + loss in chunks, no logits (raylm/model/fused_loss.py)
         self.apply(self._init)
 
     def _init(self, m: nn.Module):
@@ -227,7 +229,13 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B, T) ids -> (logits (B, T, V), mean cross-entropy or None)."""
+        """(B, T) ids -> (logits (B, T, V), mean cross-entropy or None). With `fused_loss` and
+        targets: (None, the same loss) without making the logits."""
+        if targets is not None and self.fused_loss:
+            if not isinstance(self.lm_head, nn.Linear):
+                raise ValueError("train.fused_loss needs a plain LM head; with LoRA on wte (an adapted head) "
+                                 "set train.fused_loss=false")
+            return None, linear_cross_entropy(self.hidden(idx), self.lm_head.weight, targets)
         logits = self.lm_head(self.hidden(idx))
         if targets is None:
             return logits, None

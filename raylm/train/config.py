@@ -47,6 +47,7 @@ class TrainConfig:
     grad_clip: float = 1.0        # max global gradient norm; 0 = off
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast (GPU or CPU)
     compile: bool = False         # torch.compile the model
+    fused_loss: bool = False      # LM head + cross-entropy in chunks of rows: no (tokens x vocab) logits in memory
     cpu_matmul: Literal["auto", "onednn", "blas"] = "auto"  # fp32 CPU Linear layers: oneDNN's kernels or the BLAS
                                   # (MKL); auto = oneDNN on x86-64 (raylm/model/linear.py says why)
     eval_interval: int = 250      # steps between validations (and checkpoints)

@@ -284,6 +284,7 @@ def _build(run: LMRun, model_cfg: GPTConfig, session, device):
     cfg = run.train
     torch.manual_seed(run.seed)  # identical initial weights on every rank
     model = GPT(model_cfg).to(device)
+    model.fused_loss = cfg.fused_loss
     if run.init_from:
         ckpt.load_weights(model, run.init_from)
     if run.lora is not None and run.lora.on:
