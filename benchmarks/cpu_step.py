@@ -187,7 +187,7 @@ def profile_step(data: Path, steps: int, threads: int, compile_: bool, matmul: s
 
     from raylm.model import linear
     from raylm.train.data import Loader, TokenWindows
-    from raylm.train.loop import begin_step, optimizer_step
+    from raylm.train.worker import begin_step, optimizer_step
     from raylm.train.optim import build_optimizer, decay_groups
 
     torch.set_num_threads(threads)

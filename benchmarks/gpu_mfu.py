@@ -42,7 +42,7 @@ import torch
 from benchmarks._common import write_result
 from raylm.model.gpt import GPT, GPTConfig
 from raylm.train.config import OptimConfig
-from raylm.train.loop import KNOWN_PEAK
+from raylm.train.worker import KNOWN_PEAK
 from raylm.train.optim import build_optimizer, decay_groups
 
 BASELINE = {"name": "llm.c GPT-2 124M on H100 (reported)", "value": 0.60}

@@ -211,7 +211,7 @@ def _same_tokenizer(ck: Path, data_dir: str, cfg: RootConfig) -> None:
 
 def _classify(args, cfg: RootConfig, src: str | None) -> dict:
     """Sequence classification: a head on the (pretrained) transformer, on labelled files."""
-    from raylm.train.classify_loop import execute, prepare
+    from raylm.train.classify_driver import execute, prepare
     from raylm.train.launch import storage_root
 
     p = _paths(cfg)

@@ -33,7 +33,7 @@ def evaluate(cfg: EvalConfig, ft, checkpoint: str, data_dir: str, seed: int,
     ck = fetch(checkpoint, storage.scratch(scratch, "checkpoints"))
     with tempfile.TemporaryDirectory(prefix="raylm-eval-") as d:
         if json.loads((Path(ck) / "model.json").read_text()).get("task") == "classify":
-            from raylm.train.classify_loop import evaluate_checkpoint
+            from raylm.train.classify_driver import evaluate_checkpoint
 
             report = evaluate_checkpoint(ck, ft, d, scratch, source=checkpoint)
         else:

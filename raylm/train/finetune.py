@@ -2,9 +2,9 @@
 
 Continued pretraining (task "lm") is the pretraining loop started from a checkpoint on new
 shards (raylm/commands.py). Classification (task "classify") is here: a `SequenceClassifier`
-(a linear head on the pooled final hidden states of the GPT), trained by
-`classify_worker` (raylm/train/classify_loop.py) on Ray Train, evaluated on the test file with
-confusion matrices summed across workers (raylm/eval/classify.py).
+(a linear head on the pooled final hidden states of the GPT), trained by `classify_worker`
+(raylm/train/classify_loop.py, launched by classify_driver.py) on Ray Train, evaluated on the
+test file with confusion matrices summed across workers (raylm/eval/classify.py).
 
 Classifier checkpoint directory: model.safetensors (GPT weights under `gpt.`, the head under
 `head.`), model.json (GPT config + {"task": "classify", labels, pooling, tokenizer, ...}),
@@ -253,7 +253,7 @@ def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str
 
     init_from None = random init of `model_cfg` (the baseline of the transfer benchmark); the
     tokenizer then comes from cfg.tokenizer, else the manifest in cfg.data_dir or `data_dir`."""
-    from raylm.train.classify_loop import run
+    from raylm.train.classify_driver import run
 
     return run(cfg, train, out, seed, init_from, model_cfg, storage_path, data_dir)
 
@@ -261,6 +261,6 @@ def run_classify(cfg: FinetuneConfig, train, out: str, seed: int, init_from: str
 def evaluate_classifier(checkpoint: str, cfg: FinetuneConfig, out: str) -> dict:
     """Evaluate a classifier checkpoint on cfg.test_file (cfg.val_file if unset) in this process;
     writes <out>/report.{json,md} and returns the report."""
-    from raylm.train.classify_loop import evaluate_checkpoint
+    from raylm.train.classify_driver import evaluate_checkpoint
 
     return evaluate_checkpoint(checkpoint, cfg, out)

@@ -1,7 +1,7 @@
 """The one place raylm starts a Ray Train run.
 
 Pretraining and continued pretraining (trainer.py), classification fine-tuning
-(classify_loop.py) and every Tune trial (tune/sweep.py) call `launch` with their worker
+(classify_driver.py) and every Tune trial (tune/sweep.py) call `launch` with their worker
 function, its typed arguments and the `TrainConfig`. Everything a run's placement and
 persistence depend on is read here, once, from that config:
 
