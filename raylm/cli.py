@@ -25,12 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("continued pretraining or a classification head from a checkpoint (Ray Train)",
                  "raylm.commands:finetune"),
     "eval": ("evaluate the newest checkpoint: a language model (perplexity, bits per byte, samples) or a "
-             "classifier (accuracy, P/R/F1)", "raylm.commands:evaluate"),
+             "classifier (accuracy, P/R/F1)", "raylm.model_commands:evaluate"),
     "generate": ("text from a checkpoint: one prompt, a file of prompts, or interactively",
-                 "raylm.commands:generate"),
-    "export": ("write a checkpoint in the Hugging Face layout (transformers loads it)", "raylm.commands:export"),
+                 "raylm.model_commands:generate"),
+    "export": ("write a checkpoint in the Hugging Face layout (transformers loads it)", "raylm.model_commands:export"),
     "tune": ("sweep hyperparameters with early stopping (Ray Tune)", "raylm.commands:tune"),
-    "rate": ("read filled human-evaluation sheets: mean scores, rater agreement", "raylm.commands:rate"),
+    "rate": ("read filled human-evaluation sheets: mean scores, rater agreement", "raylm.model_commands:rate"),
     "run": ("data -> train -> eval from one config", "raylm.commands:run_all"),
     "check": ("validate a config and print it resolved (no Ray)", "raylm.commands:check"),
 }
