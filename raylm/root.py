@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from raylm.cluster import ClusterConfig
 from raylm.config import ConfigError
-from raylm.data.pipeline import DataConfig
+from raylm.data.config import DataConfig
 from raylm.eval.lm import EvalConfig
 from raylm.model.gpt import GPTConfig
 from raylm.tracking import TrackingConfig

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from raylm.data.pipeline import StageContext
+    from raylm.data.config import StageContext
 
 
 @dataclass

@@ -14,7 +14,7 @@ from raylm.data import schema
 from raylm.data.dedup.evaluate import load_pairs, load_spdx, scores
 from raylm.data.dedup.minhash import MinHashConfig
 from raylm.data.dedup.stage import DedupConfig, dedup_local, run
-from raylm.data.pipeline import StageContext
+from raylm.data.config import StageContext
 
 
 def _table(ds) -> pa.Table:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from raylm.data import pipeline
+from raylm.data.config import DataConfig, IngestConfig
 from raylm.data.decontam import DecontamConfig
 from raylm.data.dedup.stage import DedupConfig
 from raylm.data.ingest.files import FilesConfig
 from raylm.data.ingest.warc import WarcConfig
-from raylm.data.pipeline import DataConfig, IngestConfig
 from raylm.data.tokenize import TokenizerConfig, char_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]

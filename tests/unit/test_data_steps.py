@@ -8,7 +8,8 @@ import inspect
 import pytest
 
 from raylm import config as C
-from raylm.data.pipeline import STEPS, DataConfig, fingerprint, plan, stage_function
+from raylm.data.config import STEPS, DataConfig, fingerprint, plan
+from raylm.data.pipeline import stage_function
 from raylm.root import RootConfig
 
 

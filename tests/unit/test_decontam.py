@@ -5,7 +5,7 @@ import pytest
 from raylm.data import schema
 from raylm.data.decontam import (REASON, DecontamConfig, apply, build_index, contaminated, load, read_items, run,
                                  words)
-from raylm.data.pipeline import DataConfig
+from raylm.data.config import DataConfig
 
 
 def test_words_undo_treebank_tokenisation():

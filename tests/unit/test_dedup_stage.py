@@ -94,7 +94,7 @@ def test_defaults_decide_at_0_8_on_lsh_tuned_at_0_7():
 
 def test_workdir_comes_from_the_config_then_the_run(tmp_path):
     from raylm.data.dedup.stage import workdir_of
-    from raylm.data.pipeline import StageContext
+    from raylm.data.config import StageContext
 
     ctx = StageContext(out=tmp_path, seed=1)
     assert workdir_of(DedupConfig(), ctx) == str(tmp_path / "dedup")

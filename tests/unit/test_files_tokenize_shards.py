@@ -210,7 +210,8 @@ def test_data_label_selector_is_placement_only():
     change the output fingerprint (the same shards wherever they are made)."""
     from ray.data import DataContext
 
-    from raylm.data.pipeline import DataConfig, fingerprint, placement
+    from raylm.data.config import DataConfig, fingerprint
+    from raylm.data.pipeline import placement
 
     pinned = DataConfig(label_selector={"raylm-role": "data"})
     assert fingerprint(pinned, 1) == fingerprint(DataConfig(), 1)

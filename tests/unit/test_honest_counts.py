@@ -17,7 +17,8 @@ from raylm.data.ingest.files import (
     unknown_format,
     with_decode_errors,
 )
-from raylm.data.pipeline import DataConfig, IngestConfig, check_inputs
+from raylm.data.config import DataConfig, IngestConfig
+from raylm.data.pipeline import check_inputs
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from raylm import config as C
 from raylm.root import RootConfig
 from raylm.data import mix, stats
-from raylm.data.pipeline import DataConfig, fingerprint, plan
+from raylm.data.config import DataConfig, fingerprint, plan
 from raylm.data.shards import source_counts, write_manifest
 
 
@@ -101,7 +101,7 @@ def test_config_sources_and_mix(tmp_path):
 
 
 def test_fingerprint_moves_with_mix_only_when_set():
-    from raylm.data.pipeline import IngestConfig
+    from raylm.data.config import IngestConfig
     from raylm.data.ingest.files import FilesConfig
 
     ing = IngestConfig(files=FilesConfig(paths=["a.txt"]))

@@ -42,7 +42,7 @@ from raylm.data.dedup.minhash import MinHashConfig, signatures, string_hashes
 from raylm.data.dedup.survivor import PREFIX_WIDTH, SurvivorRule, id_from_rank, rank_keys
 
 if TYPE_CHECKING:
-    from raylm.data.pipeline import StageContext
+    from raylm.data.config import StageContext
 
 REASON_NEAR = "dedup:near"
 DONE = "_DONE"
