@@ -136,11 +136,19 @@ def maybe_fail_for_test(step: int, rank: int) -> None:
         os._exit(17)
 
 
+def train_flops_per_token(model: GPT) -> float:
+    """A training step's model FLOPs per token: 6N + 12LTC (GPT.flops_per_token), less the
+    weight-gradient product (2 FLOPs per weight) that frozen weights skip: a LoRA run computes
+    the forward pass and the input gradients through its frozen body, but no gradient for it."""
+    frozen = sum(p.numel() for name, p in model.named_parameters() if not p.requires_grad and name != "wpe.weight")
+    return model.flops_per_token() - 2 * frozen
+
+
 class Throughput:
     """Tokens/s, FLOP/s, MFU and memory over the steps since the last progress line."""
 
     def __init__(self, model: GPT, cfg: TrainConfig, world: int, device: torch.device):
-        self.flops_tok = model.flops_per_token()
+        self.flops_tok = train_flops_per_token(model)
         self.param_mb = local_param_bytes(model) / 2**20
         self.tokens_per_step = cfg.batch_size * cfg.grad_accum * model.cfg.block_size  # per worker
         self.world, self.device = world, device

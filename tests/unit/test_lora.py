@@ -295,3 +295,18 @@ def test_export_merges_adapters(tmp_path):
             hf = transformers.AutoModelForCausalLM.from_pretrained(export_lm(m, tok.to_str(), tmp_path / "hf")).eval()
             assert torch.allclose(hf(x).logits, want, atol=1e-4)
     assert lora.has_adapters(model)  # export merged a copy, not the model
+
+
+def test_a_lora_runs_flops_leave_out_the_frozen_weights_gradients():
+    """MFU counts what a step computes: 6N + 12LTC for a full model; with LoRA, the frozen body
+    still costs its forward and input-gradient products (4 per weight) but no weight gradient."""
+    from raylm.train.worker import train_flops_per_token
+
+    plain = GPT(CFG)
+    assert train_flops_per_token(plain) == plain.flops_per_token()
+    _, adapted = _adapted()
+    frozen = sum(p.numel() for n, p in adapted.named_parameters() if not p.requires_grad and n != "wpe.weight")
+    trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+    attention = 12 * CFG.n_layer * CFG.block_size * CFG.n_embd
+    assert train_flops_per_token(adapted) == 4 * frozen + 6 * trainable + attention
+    assert frozen > trainable > 0
