@@ -104,14 +104,16 @@ def check(args) -> None:
 
 def data(args, cfg: RootConfig | None = None) -> dict:
     from raylm.data import pipeline
+    from raylm.data.ingest.objstore import one_listing
 
     cfg = cfg or load(args)
     p = _paths(cfg)
     _hold(args, cfg)
-    pipeline.check_inputs(cfg.data, p["data"])
-    _claim(args, cfg, "data", p["data"])
-    _connect(args, cfg, "data.label_selector")
-    m = pipeline.run(cfg.data, p["data"], cfg.seed)
+    with one_listing():  # the checks and the run see one listing of every input folder
+        pipeline.check_inputs(cfg.data, p["data"])
+        _claim(args, cfg, "data", p["data"])
+        _connect(args, cfg, "data.label_selector")
+        m = pipeline.run(cfg.data, p["data"], cfg.seed)
     console.summary(f"[raylm] data done: {storage.join(p['data'], 'shards')} (manifest.json, tokenizer.json), stats in "
           f"{storage.join(p['data'], 'stats.json')}")
     return m

@@ -83,3 +83,42 @@ def test_check_inputs_imports_no_ray(tmp_path):
             f"paths=[{str(TEXT)!r}]))), Path({str(tmp_path)!r})); "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_a_data_run_lists_each_input_folder_once(tmp_path, monkeypatch):
+    """Checks, the progress total and the read each expand the paths; inside `one_listing` (as
+    `raylm data` runs them) a folder is listed once, and a file that appears in between is in
+    none of them rather than in some."""
+    import pyarrow.fs as pafs
+
+    from raylm.data.ingest import files, objstore
+
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("alpha " * 20)
+    (d / "sub" / "b.txt").write_text("beta " * 20)
+    listed = []
+    real = objstore.resolve
+
+    class Counting:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def get_file_info(self, what):
+            if isinstance(what, pafs.FileSelector):
+                listed.append(what.base_dir)
+            return self.fs.get_file_info(what)
+
+    def counting(p):
+        fs, path = real(p)
+        return Counting(fs), path
+
+    monkeypatch.setattr(objstore, "resolve", counting)
+    cfg = DataConfig(ingest=IngestConfig(files=FilesConfig(paths=[str(d), str(d / "**" / "*.txt")])))
+    with objstore.one_listing():
+        pipeline.check_inputs(cfg, tmp_path / "out")
+        (d / "late.txt").write_text("late " * 20)
+        assert pipeline.input_count(cfg.ingest) == 2  # a dir and a glob naming the same two files
+        assert [n for _, n in files.expand(cfg.ingest.files.paths)] == ["a.txt", "sub/b.txt"]
+    assert len(listed) == 2  # the folder as a directory, and as the glob's base
+    assert len(files.expand(cfg.ingest.files.paths)) == 3 and len(listed) == 4  # outside: listed afresh

@@ -5,8 +5,9 @@ systems are raylm.storage's.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, unquote
 
 import pyarrow.fs as pafs
@@ -73,6 +74,36 @@ def glob_regex(pattern: str) -> re.Pattern:
         raise ValueError(f"bad glob {pattern!r}: {e}") from None
 
 
+_LISTINGS: dict | None = None  # inside `one_listing`: (scheme, folder) -> its recursive listing
+
+
+@contextlib.contextmanager
+def one_listing() -> Iterator[None]:
+    """Within this block every input folder is listed once: `raylm data` expands its paths for
+    the checks, the progress total, the unknown-file check and the read itself, and on an object
+    store each recursive listing of a large prefix costs seconds. One listing per folder also
+    gives the whole run one view of it: a file uploaded between the checks and the read is not
+    in one and missing from the other."""
+    global _LISTINGS
+    outer = _LISTINGS
+    _LISTINGS = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _LISTINGS = outer
+
+
+def _listing(fs: pafs.FileSystem, entry: str, folder: str, allow_not_found: bool = False) -> list[pafs.FileInfo]:
+    """Every file and folder under `folder`, recursively (once per `one_listing` block)."""
+    key = (entry.split("://", 1)[0] if "://" in entry else "", folder, allow_not_found)
+    if _LISTINGS is not None and key in _LISTINGS:
+        return _LISTINGS[key]
+    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=allow_not_found))
+    if _LISTINGS is not None:
+        _LISTINGS[key] = infos
+    return infos
+
+
 def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[tuple[str, str]]:
     """Config path entries -> (file URI, location-free name) pairs, each file once, sorted within
     an entry and in entry order; the name (schema.file_names) keys the documents' ids.
@@ -95,7 +126,7 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
             if k == 0 and "://" in p:
                 raise ValueError(f"{what}: {p}: a wildcard in the bucket or container name is not supported")
             base = "/".join(parts[:k]) or "/"
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            infos = _listing(fs, p, base, allow_not_found=True)
             try:
                 rx = glob_regex(path)
             except ValueError as e:
@@ -105,7 +136,7 @@ def expand(paths: list[str], wanted: Callable[[str], bool], what: str) -> list[t
             info = fs.get_file_info(path)
             if info.type == pafs.FileType.Directory:
                 base = path
-                infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                infos = _listing(fs, p, path)
                 hits = [i.path for i in infos if i.type == pafs.FileType.File and wanted(i.path)]
             elif info.type == pafs.FileType.File:
                 base, hits = path.rsplit("/", 1)[0] or "/", [path]
