@@ -24,11 +24,14 @@ def _losses(out):
             if "loss" in m}
 
 
-@pytest.mark.parametrize("arch", ["decoder", "encoder"])  # encoder: masked-token loss, the same masks on both
-def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_shards, tmp_path, arch):
+# encoder: masked-token loss, the same masks on both. One side of each pair takes train.fused_loss
+# (the chunked head + loss): under DDP for the decoder, under FSDP for the encoder.
+@pytest.mark.parametrize("arch,fused", [("decoder", "ddp"), ("encoder", "fsdp")])
+def test_fsdp_matches_ddp_and_its_checkpoint_loads_unsharded(ray_session, tiny_shards, tmp_path, arch, fused):
     model = replace(MODEL, arch=arch)
-    ddp = fit(model, _cfg(parallelism="ddp"), str(tiny_shards), str(tmp_path / "ddp"), 5)
-    fsdp = fit(model, _cfg(parallelism="fsdp"), str(tiny_shards), str(tmp_path / "fsdp"), 5)
+    ddp = fit(model, _cfg(parallelism="ddp", fused_loss=fused == "ddp"), str(tiny_shards), str(tmp_path / "ddp"), 5)
+    fsdp = fit(model, _cfg(parallelism="fsdp", fused_loss=fused == "fsdp"), str(tiny_shards), str(tmp_path / "fsdp"),
+               5)
     a, b = _losses(tmp_path / "ddp"), _losses(tmp_path / "fsdp")
     assert sorted(a) == sorted(b) == list(range(1, 9))
     times = [json.loads(x)["time"] for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
