@@ -34,10 +34,13 @@ def chunk_rows(n: int, c: int, v: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, math.ceil(n / chunks)))))
 
 
-def _chunk(h: Tensor, w: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits of rows h (r, C) in the autocast dtype -> (fp32 logits, logsumexp, valid mask)."""
-    logits = linear(h, w).float()  # (r, V)
-    return logits, torch.logsumexp(logits, dim=-1), t != IGNORE
+def _chunk(h: Tensor, w: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Rows h (r, C) and their targets t (r,) -> (fp32 logits (r, V), their logsumexp, the valid
+    mask, the summed loss of the valid rows). The logits are made in the autocast dtype."""
+    logits = linear(h, w).float()
+    lse, valid = torch.logsumexp(logits, dim=-1), t != IGNORE
+    picked = logits.gather(1, t.clamp(min=0)[:, None]).squeeze(1)
+    return logits, lse, valid, torch.where(valid, lse - picked, 0.0).sum()
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -51,9 +54,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         wt = w.t().contiguous() if w.device.type == "cpu" else w.t()  # (C, V): oneDNN would copy it per chunk
         for s in range(0, h.shape[0], rows):
             hc, tc = h[s:s + rows], t[s:s + rows]
-            logits, lse, valid = _chunk(hc, w, tc)
-            picked = logits.gather(1, tc.clamp(min=0)[:, None]).squeeze(1)
-            total += torch.where(valid, lse - picked, 0.0).sum()
+            logits, lse, valid, loss = _chunk(hc, w, tc)
+            total += loss
             g = torch.exp(logits - lse[:, None])  # softmax (r, V), then minus the one-hot of the target
             g.scatter_add_(1, tc.clamp(min=0)[:, None], -torch.ones_like(lse)[:, None])
             g *= (valid.float() * scale)[:, None]
@@ -83,8 +85,6 @@ def linear_cross_entropy(h: Tensor, w: Tensor, targets: Tensor) -> Tensor:
         return _LinearCrossEntropy.apply(h2, w, t, rows)
     total = torch.zeros((), dtype=torch.float32, device=h.device)
     for s in range(0, h2.shape[0], rows):
-        logits, lse, valid = _chunk(h2[s:s + rows], w, t[s:s + rows])
-        picked = logits.gather(1, t[s:s + rows].clamp(min=0)[:, None]).squeeze(1)
-        total += torch.where(valid, lse - picked, 0.0).sum()
+        total += _chunk(h2[s:s + rows], w, t[s:s + rows])[3]
     n_valid = (t != IGNORE).sum()
     return torch.where(n_valid > 0, total / n_valid.clamp(min=1), torch.nan)
