@@ -92,7 +92,10 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = _matmul(g, w.t()).view(*gy.shape[:-1], w.shape[1])  # (M, N) @ (N, K)
         if ctx.needs_input_grad[1]:
-            gw = _matmul(g.t(), x.reshape(-1, x.shape[-1]).t())  # (N, M) @ (M, K)
+            x2 = x.reshape(-1, x.shape[-1])
+            # oneDNN copies a transposed first operand (not a transposed weight): copy the narrower of
+            # g (M, N) and x (M, K), and for N > K take dW^T = X^T dY, then transpose (a weight-sized copy)
+            gw = _matmul(x2.t(), g.t()).t().contiguous() if w.shape[0] > w.shape[1] else _matmul(g.t(), x2.t())
         return gx, gw
 
 
