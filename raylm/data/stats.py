@@ -18,7 +18,8 @@ from raylm.data.schema import kept_mask
 
 
 # Drop reasons that stand for a whole input file (one row per file): stats.json lists the files.
-FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file", "ingest:truncated", "ingest:corrupt")
+FILE_REASONS = ("ingest:unknown_format", "ingest:bad_file", "ingest:truncated", "ingest:corrupt",
+                "ingest:gutenberg_unmarked")  # files listed by name; the last three keep their documents
 # Columns marking a row as a copy another stage added (the original's id), and that stage.
 COPY_COLUMNS = {"augmented_from": "augment", "repeat_of": "mix"}
 

@@ -193,10 +193,18 @@ def test_gutenberg_1990s_small_print_header(tmp_path):
 
 
 def test_a_file_without_markers_is_kept_whole_and_counted():
-    [doc], counts = _read(DATA / "constitution.txt", format="gutenberg")
+    from raylm.data import stats
+
+    docs, counts = read_one(str(DATA / "constitution.txt"), FilesConfig(format="gutenberg"), "constitution.txt")
+    [doc], [note] = _kept(docs.to_pylist()), [r for r in docs.to_pylist() if r["drop"]]
     assert doc["text"] == (DATA / "constitution.txt").read_text().strip("\n")
     assert counts["gutenberg_unmarked"] == 1
     assert doc["license"] is None and doc["url"] is None  # not known to be a PG book
+    assert note["drop"] == "ingest:gutenberg_unmarked" and not note["text"]
+    assert note["uri"].endswith("constitution.txt")
+    report = stats.merge([stats.partial(docs)["stats"][0].as_py()], [])  # what stats.json says of it
+    assert report["documents_kept"] == 1 and report["drop_reasons"] == {"ingest:gutenberg_unmarked": 1}
+    assert [u.rsplit("/", 1)[-1] for u in report["skipped_files"]["ingest:gutenberg_unmarked"]] == ["constitution.txt"]
     paras, _ = _read(DATA / "constitution.txt")  # auto: plain txt, paragraphs
     assert len(paras) > 10
 

@@ -261,6 +261,8 @@ def parse_file(uri: str, data: bytes, cfg: FilesConfig, mtime: str | None = None
             lic = cfg.license
         for key, unit in _units(book, cfg.txt_unit or "file"):
             add(key, unit, gutenberg.url(info["number"]), lic)
+        if not info["marked"]:  # one empty row stands for the file in stats.json, as a damaged file's does
+            add("unmarked", None, drop="ingest:gutenberg_unmarked")
     else:
         for key, unit in _units(text, cfg.txt_unit or "paragraph"):
             add(key, unit)
