@@ -73,11 +73,6 @@ def _big(m: int, k: int, n: int) -> bool:
     return m * k * n >= MIN_MACS
 
 
-def _matmul(a: Tensor, b: Tensor) -> Tensor:
-    """a (M, K) @ b (N, K)^T on oneDNN when it is big enough, else the BLAS."""
-    return _mm(a, b) if _big(a.shape[0], a.shape[1], b.shape[0]) else a @ b.t()
-
-
 class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
@@ -86,16 +81,17 @@ class _OneDNNLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy: Tensor):
+        # dX and dW have the forward's M K N multiply-adds, so they are as big as it was: oneDNN too
         x, w = ctx.saved_tensors
         g = gy.reshape(-1, gy.shape[-1])  # (M, N)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gx = _matmul(g, w.t()).view(*gy.shape[:-1], w.shape[1])  # (M, N) @ (N, K)
+            gx = _mm(g, w.t()).view(*gy.shape[:-1], w.shape[1])  # (M, N) @ (N, K)
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])
             # oneDNN copies a transposed first operand (not a transposed weight): copy the narrower of
             # g (M, N) and x (M, K), and for N > K take dW^T = X^T dY, then transpose (a weight-sized copy)
-            gw = _matmul(x2.t(), g.t()).t().contiguous() if w.shape[0] > w.shape[1] else _matmul(g.t(), x2.t())
+            gw = _mm(x2.t(), g.t()).t().contiguous() if w.shape[0] > w.shape[1] else _mm(g.t(), x2.t())
         return gx, gw
 
 
