@@ -2,10 +2,11 @@
 
 PyTorch's CPU wheels send an fp32 `F.linear` to MKL's sgemm. On AMD CPUs MKL takes its AVX2
 path even where the CPU has AVX-512: on the 2-core Zen 5 VM raylm is developed on, 2048^3
-`torch.matmul` runs at ~210 GFLOP/s and oneDNN's AVX-512 kernel (`mkldnn::_linear_pointwise`,
-shipped in the same wheel) at ~450, and the 768 x 128 x 384 products of a small GPT at 190-210
-against 390-450 (benchmarks/cpu_step.py measures both). Both compute in IEEE fp32; only the
-order of the sums differs (results agree to ~1e-6 relative).
+`torch.matmul` runs at 190-218 GFLOP/s and oneDNN's AVX-512 kernel (`mkldnn::_linear_pointwise`,
+shipped in the same wheel) at 418-478 (benchmarks/cpu_step.py measures both peaks in every run);
+the 768 x 128 x 384 products of a small GPT ran at 190-210 against 390-450 in an exploratory
+timing. Both compute in IEEE fp32; only the order of the sums differs (results agree to ~1e-6
+relative).
 
 `linear(x, w, b)` is `F.linear` with that routing, `Linear` an `nn.Linear` that calls it (same
 parameters, same state_dict). A product goes to oneDNN when the backend allows it (`use()`:
